@@ -1,0 +1,53 @@
+# Every habit is one short command. The venv is made on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The suite runs on SQLite, then on this PostgreSQL database (skipped with PG_URL=).
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: install serve test test-sqlite test-pg lint format bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned first: the CPU wheel of that exact version lies on the machine, while the
+# project's range would let pip pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+serve: install
+	$(VENV)/bin/aiaas serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(PG_URL)" ]; then \
+		echo "== again on PostgreSQL ($(PG_URL))"; \
+		AIAAS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS); \
+	fi
+
+test-sqlite: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-pg: install
+	AIAAS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict src
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(PY) $$b; done || echo "no benchmarks yet"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

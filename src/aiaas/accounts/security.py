@@ -1,0 +1,89 @@
+"""Secrets of accounts: password hashes, login tokens, API key material.
+
+Passwords use argon2id. Login tokens are short-lived HS256 JWTs signed with the platform's secret
+key. API keys are random, shown once, and stored as their sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+API_KEY_PREFIX = "aiaas_sk_"
+# "aiaas_sk_" plus 8 characters: enough to tell keys apart in a list, far too few to guess with.
+API_KEY_DISPLAY_CHARS = len(API_KEY_PREFIX) + 8
+TOKEN_ALGORITHM = "HS256"
+TOKEN_AUDIENCE = "aiaas:access"
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so both failures cost one argon2 verification.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    key: str
+    prefix: str
+    key_hash: str
+
+
+def new_api_key() -> NewApiKey:
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewApiKey(key=key, prefix=key[:API_KEY_DISPLAY_CHARS], key_hash=hash_api_key(key))
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def looks_like_api_key(credential: str) -> bool:
+    return credential.startswith(API_KEY_PREFIX)
+
+
+def issue_access_token(user_id: uuid.UUID, *, secret: str, ttl_s: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "aud": TOKEN_AUDIENCE,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_s),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
+
+
+def read_access_token(token: str, *, secret: str) -> uuid.UUID | None:
+    """The user id a valid, unexpired token names; None for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[TOKEN_ALGORITHM],
+            audience=TOKEN_AUDIENCE,
+            options={"require": ["sub", "exp", "aud"]},
+        )
+        return uuid.UUID(str(claims["sub"]))
+    except (jwt.PyJWTError, ValueError):
+        return None

@@ -1,0 +1,144 @@
+"""Accounts and API keys: sign-up, sign-in, key lifecycle, resolving a bearer credential."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from aiaas.accounts import security
+from aiaas.accounts.models import ROLE_ADMIN, ROLE_USER, ApiKey, User
+from aiaas.accounts.schemas import ApiKeyCreate, Scope
+from aiaas.db import utcnow
+from aiaas.errors import Conflict, NotFound, Unauthenticated
+from aiaas.pagination import PageParams, paginate, split_page
+
+ALL_SCOPES: frozenset[str] = frozenset(Scope)
+# Writing last_used_at on every request would turn each authenticated read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, and with what: a login token carries every scope, a key only its own."""
+
+    user: User
+    api_key: ApiKey | None
+    scopes: frozenset[str]
+
+    @property
+    def via_api_key(self) -> bool:
+        return self.api_key is not None
+
+
+def register(session: Session, *, email: str, password: str) -> User:
+    if account_exists(session, email=email):
+        raise Conflict("An account with this email already exists.")
+    user = User(
+        email=email,
+        password_hash=security.hash_password(password),
+        role=ROLE_USER,
+        webhook_secret=security.new_webhook_secret(),
+    )
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
+        session.rollback()
+        raise Conflict("An account with this email already exists.") from exc
+    return user
+
+
+def login(session: Session, *, email: str, password: str, secret: str, ttl_s: int) -> str:
+    user = session.scalar(select(User).where(User.email == email))
+    # verify_password runs argon2 even for an unknown email, so timing does not tell them apart.
+    if not security.verify_password(user.password_hash if user else None, password) or not user:
+        raise Unauthenticated("Email or password is wrong.")
+    return security.issue_access_token(user.id, secret=secret, ttl_s=ttl_s)
+
+
+def authenticate(session: Session, *, credential: str | None, secret: str) -> Principal:
+    if not credential:
+        raise Unauthenticated("Send 'Authorization: Bearer <token or API key>'.")
+    if security.looks_like_api_key(credential):
+        return _authenticate_key(session, credential)
+    user_id = security.read_access_token(credential, secret=secret)
+    user = session.get(User, user_id) if user_id else None
+    if user is None:
+        raise Unauthenticated("The bearer token is invalid or expired.")
+    return Principal(user=user, api_key=None, scopes=ALL_SCOPES)
+
+
+def _authenticate_key(session: Session, key: str) -> Principal:
+    api_key = session.scalar(select(ApiKey).where(ApiKey.key_hash == security.hash_api_key(key)))
+    now = utcnow()
+    if api_key is None:
+        raise Unauthenticated("The API key is not valid.")
+    if api_key.revoked:
+        raise Unauthenticated("The API key has been revoked.")
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise Unauthenticated("The API key has expired.")
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        session.commit()
+    return Principal(user=api_key.user, api_key=api_key, scopes=frozenset(api_key.scopes))
+
+
+def create_api_key(session: Session, *, user: User, spec: ApiKeyCreate) -> tuple[ApiKey, str]:
+    material = security.new_api_key()
+    now = utcnow()
+    api_key = ApiKey(
+        user_id=user.id,
+        name=spec.name,
+        prefix=material.prefix,
+        key_hash=material.key_hash,
+        scopes=sorted({str(scope) for scope in spec.scopes}),
+        created_at=now,
+        expires_at=now + timedelta(days=spec.expires_in_days) if spec.expires_in_days else None,
+    )
+    session.add(api_key)
+    session.commit()
+    return api_key, material.key
+
+
+def list_api_keys(
+    session: Session, *, user: User, params: PageParams
+) -> tuple[list[ApiKey], str | None]:
+    stmt = paginate(
+        select(ApiKey).where(ApiKey.user_id == user.id),
+        created_at=ApiKey.created_at,
+        id_=ApiKey.id,
+        params=params,
+    )
+    rows, cursor = split_page(list(session.scalars(stmt)), params)
+    return list(rows), cursor
+
+
+def revoke_api_key(session: Session, *, user: User, key_id: uuid.UUID) -> None:
+    api_key = session.get(ApiKey, key_id)
+    if api_key is None or api_key.user_id != user.id:
+        raise NotFound("No such API key.")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+        session.commit()
+
+
+def account_exists(session: Session, *, email: str) -> bool:
+    return session.scalar(select(User.id).where(User.email == email)) is not None
+
+
+def ensure_admin(session: Session, *, email: str, password: str | None) -> tuple[User, bool]:
+    """Promote the account with this email to admin, or create it. Returns (user, created)."""
+    user = session.scalar(select(User).where(User.email == email))
+    created = user is None
+    if user is None:
+        if not password:
+            raise NotFound(f"No account with email {email}; give a password to create one.")
+        user = register(session, email=email, password=password)
+    user.role = ROLE_ADMIN
+    session.commit()
+    return user, created

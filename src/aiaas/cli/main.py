@@ -1,0 +1,144 @@
+"""The ``aiaas`` command: run the platform and manage it from a shell."""
+
+from __future__ import annotations
+
+import gc
+import getpass
+import logging
+from typing import Annotated
+
+import typer
+
+from aiaas import __version__
+
+app = typer.Typer(
+    help="aiaas: AI models as a service. Run the gateway, migrate the database, manage users.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aiaas {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """aiaas: AI models as a service."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    migrate: Annotated[bool, typer.Option(help="Apply database migrations first.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the gateway: embedded unless AIAAS_DATABASE_URL or AIAAS_BROKER_URL say otherwise."""
+    import uvicorn
+
+    from aiaas.config import get_settings
+    from aiaas.main import create_app
+    from aiaas.migrate import upgrade
+
+    settings = get_settings()
+    if migrate:
+        upgrade(settings.resolved_database_url)
+    application = create_app(settings)
+    # Long-lived objects from start-up would otherwise be rescanned by every full collection.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from aiaas.config import get_settings
+    from aiaas.migrate import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    upgrade(get_settings().resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision ('base' drops everything).")],
+) -> None:
+    """Revert migrations down to REVISION."""
+    from aiaas.config import get_settings
+    from aiaas.migrate import downgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    downgrade(get_settings().resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="The account to make admin (created if missing).")],
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AIAAS_ADMIN_PASSWORD",
+            help="Password for a new account; asked for when the account is new and none given.",
+        ),
+    ] = None,
+) -> None:
+    """Make the account with EMAIL an administrator, creating it if it does not exist."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from aiaas.accounts import service
+    from aiaas.accounts.schemas import Email, Password
+    from aiaas.config import get_settings
+    from aiaas.db import Database
+    from aiaas.errors import AppError
+
+    try:
+        address = TypeAdapter(Email).validate_python(email)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="--email") from exc
+    database = Database.from_url(get_settings().resolved_database_url)
+    try:
+        with database.session() as session:
+            if password is None and not service.account_exists(session, email=address):
+                password = getpass.getpass("Password for the new admin account: ")
+            if password is not None:
+                try:
+                    TypeAdapter(Password).validate_python(password)
+                except ValidationError as exc:
+                    raise typer.BadParameter(
+                        exc.errors()[0]["msg"], param_hint="--password"
+                    ) from exc
+            try:
+                user, created = service.ensure_admin(session, email=address, password=password)
+            except AppError as exc:
+                typer.echo(f"error: {exc.detail}", err=True)
+                raise typer.Exit(1) from exc
+            typer.echo(f"{'created' if created else 'promoted'} admin {user.email} ({user.id})")
+    finally:
+        database.dispose()
+
+
+def main() -> None:
+    from aiaas.config import ConfigurationError
+
+    try:
+        app()
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc

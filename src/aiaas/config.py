@@ -1,0 +1,128 @@
+"""Settings: one class, read from the environment (prefix ``AIAAS_``) or a ``.env`` file.
+
+The defaults describe the embedded mode: SQLite and artifacts under ``./var``, jobs run in
+process. Setting ``AIAAS_DATABASE_URL`` and ``AIAAS_BROKER_URL`` switches to the distributed mode.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot run a platform (for example production without a secret key)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AIAAS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    """Where this runs. Production refuses to start without an explicit secret key."""
+
+    var_dir: Path = Path("var")
+    """Working directory of the embedded mode: SQLite file, artifacts, generated secret."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL. Unset: SQLite at ``<var_dir>/aiaas.db``. PostgreSQL:
+    ``postgresql+psycopg://user:pass@host:5432/db``."""
+
+    artifacts_url: str | None = None
+    """Where weights, datasets and checkpoints live. Unset: ``<var_dir>/artifacts``. Any fsspec
+    URL (``s3://bucket/prefix``, ``file:///shared/volume``) for the distributed mode."""
+
+    broker_url: str | None = None
+    """Redis URL of the Celery broker. Unset: jobs run in process (embedded mode)."""
+
+    secret_key: SecretStr | None = None
+    """Signs login tokens. Generated into ``<var_dir>/secret_key`` in development when unset."""
+
+    access_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    """Lifetime of the bearer token that ``POST /v1/auth/login`` returns."""
+
+    max_json_mb: float = Field(default=1.0, gt=0)
+    """Body limit of JSON routes other than predictions."""
+
+    max_request_mb: float = Field(default=8.0, gt=0)
+    """Body limit of prediction requests (sync and async)."""
+
+    max_upload_mb: float = Field(default=64.0, gt=0)
+    """Body limit of multipart uploads (weights, datasets)."""
+
+    readiness_timeout_s: float = Field(default=2.0, gt=0)
+    """How long ``/readyz`` waits for each dependency before calling it down."""
+
+    @model_validator(mode="after")
+    def _production_needs_a_secret(self) -> Settings:
+        if self.env == "production" and (
+            self.secret_key is None or not self.secret_key.get_secret_value()
+        ):
+            raise ValueError(
+                "AIAAS_SECRET_KEY must be set when AIAAS_ENV=production "
+                "(a generated development key would not survive a redeploy)"
+            )
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ValueError("AIAAS_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'aiaas.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        return self.artifacts_url or str(self.var_dir / "artifacts")
+
+    def with_secret_key(self) -> Settings:
+        """Return settings whose secret key is set, generating a development key on first start.
+
+        The generated key is kept in ``<var_dir>/secret_key`` so tokens survive restarts.
+        """
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self
+        if self.env == "production":
+            raise ConfigurationError("AIAAS_SECRET_KEY must be set when AIAAS_ENV=production")
+        path = self.var_dir / "secret_key"
+        if path.exists():
+            key = path.read_text(encoding="utf-8").strip()
+        else:
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48)
+            # O_EXCL: two processes starting together must not each write a different key.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                key = path.read_text(encoding="utf-8").strip()
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(key)
+        return self.model_copy(update={"secret_key": SecretStr(key)})
+
+    @property
+    def secret(self) -> str:
+        if self.secret_key is None:
+            raise ConfigurationError("secret key not resolved; call with_secret_key() first")
+        return self.secret_key.get_secret_value()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc

@@ -1,0 +1,216 @@
+"""One error family, rendered as RFC 9457 ``application/problem+json``.
+
+::
+
+    AppError (500 internal)
+    ├── InvalidInput (422)        field problems, with an ``errors`` list
+    ├── Unauthenticated (401)     sends ``WWW-Authenticate: Bearer``
+    ├── Forbidden (403)
+    │   └── MissingScope (403)    names the scope the credential lacks
+    ├── NotFound (404)            also another tenant's private resource
+    ├── MethodNotAllowed (405)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── QuotaExceeded (429)
+    ├── ServiceUnavailable (503)
+    └── GatewayTimeout (504)
+
+Services raise these and never ``HTTPException``; :func:`install_error_handlers` turns them, and
+FastAPI's and Starlette's own errors, into problem documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://aiaas.dev/problems/"
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status: int = 500
+    type: str = "internal"
+    title: str = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.detail = detail or self.title
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(AppError):
+    status, type, title = 422, "invalid-input", "Invalid input"
+
+
+class Unauthenticated(AppError):
+    status, type, title = 401, "unauthenticated", "Authentication required"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"}, **extra)
+
+
+class Forbidden(AppError):
+    status, type, title = 403, "forbidden", "Forbidden"
+
+
+class MissingScope(Forbidden):
+    type, title = "missing-scope", "Missing scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This API key lacks the '{scope}' scope.", required_scope=scope)
+
+
+class NotFound(AppError):
+    status, type, title = 404, "not-found", "Not found"
+
+
+class MethodNotAllowed(AppError):
+    status, type, title = 405, "method-not-allowed", "Method not allowed"
+
+
+class Conflict(AppError):
+    status, type, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status, type, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, type, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class QuotaExceeded(AppError):
+    status, type, title = 429, "quota-exceeded", "Quota exceeded"
+
+
+class ServiceUnavailable(AppError):
+    status, type, title = 503, "service-unavailable", "Service unavailable"
+
+
+class GatewayTimeout(AppError):
+    status, type, title = 504, "gateway-timeout", "Gateway timeout"
+
+
+_BY_STATUS: dict[int, type[AppError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidInput,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        QuotaExceeded,
+        ServiceUnavailable,
+        GatewayTimeout,
+    )
+}
+
+
+def problem_response(error: AppError, instance: str | None = None) -> Response:
+    return Response(
+        content=orjson.dumps(error.to_problem(instance)),
+        status_code=error.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=error.headers,
+    )
+
+
+def _validation_items(raw: Sequence[Any]) -> list[dict[str, Any]]:
+    # The offending input is left out on purpose: it may be a password.
+    items = []
+    for err in raw:
+        item: dict[str, Any] = {"loc": list(err.get("loc", ())), "msg": err.get("msg", "")}
+        if "type" in err:
+            item["type"] = err["type"]
+        ctx = err.get("ctx")
+        if ctx:
+            item["ctx"] = {
+                k: v if isinstance(v, int | float | str) else str(v) for k, v in ctx.items()
+            }
+        items.append(item)
+    return items
+
+
+def _fields(items: list[dict[str, Any]]) -> str:
+    names = []
+    for item in items:
+        loc = [str(p) for p in item["loc"] if p not in ("body", "query", "path", "header")]
+        names.append(".".join(loc) or "body")
+    return ", ".join(dict.fromkeys(names))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        return problem_response(exc, request.url.path)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        items = _validation_items(exc.errors())
+        error = InvalidInput(f"The request is not valid: {_fields(items)}.", errors=items)
+        return problem_response(error, request.url.path)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route matches {request.method} {request.url.path}."
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        cls = _BY_STATUS.get(exc.status_code, AppError)
+        error = AppError(detail, headers=dict(exc.headers or {}))
+        error.status, error.type, error.title = cls.status, cls.type, cls.title
+        if cls is AppError:
+            error.status = exc.status_code
+            error.title = HTTPStatus(exc.status_code).phrase
+            error.type = error.title.lower().replace(" ", "-")
+        error.detail = detail or error.title
+        return problem_response(error, request.url.path)
+
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(AppError("The server failed to handle this request."))
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled)

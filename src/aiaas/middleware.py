@@ -1,0 +1,124 @@
+"""Pure ASGI middleware: request metrics and body size limits.
+
+Both are raw ASGI rather than ``BaseHTTPMiddleware`` so that the hot prediction path pays no
+extra task or stream copy per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aiaas.errors import PayloadTooLarge, problem_response
+from aiaas.metrics import Metrics
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template, never the raw path."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: BaseRoute | None = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, template, str(status)).inc()
+            self.metrics.http_request_duration.labels(method, template).observe(
+                time.perf_counter() - start
+            )
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit for their kind with 413, before any parsing.
+
+    ``limit_for`` picks the limit from the request (path, content type). A declared
+    ``Content-Length`` over it is refused at once; a chunked body is counted as it streams.
+    """
+
+    LimitFor = Callable[[Scope], int]
+
+    def __init__(self, app: ASGIApp, limit_for: LimitFor) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        length = _content_length(scope)
+        if length is not None and length > limit:
+            await problem_response(_too_large(limit))(scope, receive, send)
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await problem_response(_too_large(limit))(scope, receive, send)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    # An HTTPException, because FastAPI turns any other error raised while it reads the body
+    # into a 400; this one it re-raises, and the error handler renders it as a 413 problem.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit).detail)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is over the limit of {limit} bytes for this route.",
+        limit_bytes=limit,
+    )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

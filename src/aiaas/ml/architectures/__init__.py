@@ -1,0 +1,112 @@
+"""Model families the platform can build from a validated config.
+
+Typical flow: ``parse_config`` (validation, layer checks and the parameter limit, all
+before any tensor is allocated) -> ``build_model`` -> ``weights.load_weights_into``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from aiaas.ml.architectures.base import (
+    Architecture,
+    ArchitectureConfig,
+    InputSpec,
+    count_parameters,
+)
+from aiaas.ml.architectures.cnn import CNNArchitecture, CNNConfig, ConvBlock
+from aiaas.ml.architectures.mlp import MLPArchitecture, MLPConfig
+from aiaas.ml.architectures.rnn import RNNArchitecture, RNNConfig
+from aiaas.ml.errors import ConfigErrorItem, ConfigInvalid, UnknownArchitecture
+
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "ArchitectureConfig",
+    "CNNConfig",
+    "ConvBlock",
+    "InputSpec",
+    "MLPConfig",
+    "RNNConfig",
+    "build_model",
+    "count_parameters",
+    "get_architecture",
+    "input_spec",
+    "parameter_count",
+    "parse_config",
+]
+
+ARCHITECTURES: Final[dict[str, Architecture[Any]]] = {
+    arch.name: arch for arch in (MLPArchitecture(), CNNArchitecture(), RNNArchitecture())
+}
+
+
+def get_architecture(name: str) -> Architecture[Any]:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitecture(name, ARCHITECTURES) from None
+
+
+def _pydantic_errors(exc: ValidationError) -> list[ConfigErrorItem]:
+    # include_input/include_context off: the raw value must never be echoed back.
+    return [
+        {"loc": ["config", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def parse_config(architecture: str, raw: Mapping[str, Any], *, max_parameters: int) -> BaseModel:
+    """Validate ``raw`` for ``architecture`` and refuse models over ``max_parameters``.
+
+    Raises ``UnknownArchitecture`` or ``ConfigInvalid``; nothing is allocated here.
+    """
+    arch = get_architecture(architecture)
+    data = dict(raw) if isinstance(raw, Mapping) else raw
+    try:
+        config: BaseModel = arch.config_model.model_validate(data)
+    except ValidationError as exc:
+        # from None: the chained pydantic error would carry the raw input into logs.
+        raise ConfigInvalid(_pydantic_errors(exc)) from None
+    problems = arch.check(config)
+    if problems:
+        raise ConfigInvalid(problems)
+    count = arch.parameter_count(config)
+    if count > max_parameters:
+        msg = f"the model would have {count} parameters, over the limit of {max_parameters}"
+        raise ConfigInvalid([{"loc": ["config"], "msg": msg, "type": "too_many_parameters"}])
+    return config
+
+
+def _checked(architecture: str, config: BaseModel) -> tuple[Architecture[Any], BaseModel]:
+    arch = get_architecture(architecture)
+    if not isinstance(config, arch.config_model):
+        raise TypeError(
+            f"{architecture!r} needs a {arch.config_model.__name__}, got {type(config).__name__}"
+        )
+    # Configs built directly (not via parse_config) have not had the layer checks yet.
+    problems = arch.check(config)
+    if problems:
+        raise ConfigInvalid(problems)
+    return arch, config
+
+
+def build_model(architecture: str, config: BaseModel) -> nn.Module:
+    """A freshly initialised module (in training mode, as PyTorch builds it)."""
+    arch, config = _checked(architecture, config)
+    return arch.build(config)
+
+
+def input_spec(architecture: str, config: BaseModel) -> InputSpec:
+    arch, config = _checked(architecture, config)
+    return arch.input_spec(config)
+
+
+def parameter_count(architecture: str, config: BaseModel) -> int:
+    """Analytic parameter count of the model ``config`` describes, without building it."""
+    arch, config = _checked(architecture, config)
+    return arch.parameter_count(config)

@@ -1,0 +1,66 @@
+"""Exceptions raised by ``aiaas.ml``.
+
+They carry structured, client-safe details (never the raw input values) so that the
+gateway can map them to HTTP responses without knowing anything about PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
+
+
+class ConfigErrorItem(TypedDict):
+    """One problem with an architecture config, shaped like a pydantic error."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class WeightsErrorItem(TypedDict):
+    """One problem with an uploaded tensor, located as ``["weights", <tensor name>]``."""
+
+    loc: list[str]
+    msg: str
+    type: str
+    expected_shape: list[int] | None
+    got_shape: list[int] | None
+
+
+class MLError(Exception):
+    """Base class of every error ``aiaas.ml`` raises on purpose."""
+
+
+class UnknownArchitecture(MLError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"unknown architecture {name!r}; known architectures: {', '.join(self.known)}"
+        )
+
+
+class ConfigInvalid(MLError):
+    def __init__(self, errors: Sequence[ConfigErrorItem]) -> None:
+        self.errors: list[ConfigErrorItem] = list(errors)
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in self.errors
+        )
+        super().__init__(f"invalid architecture config: {summary}")
+
+
+class NotSafetensors(MLError):
+    """The uploaded bytes are not a well-formed safetensors file."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"not a valid safetensors file: {reason}")
+
+
+class WeightsMismatch(MLError):
+    """The tensors are valid safetensors but do not fit the model's layout."""
+
+    def __init__(self, errors: Sequence[WeightsErrorItem]) -> None:
+        self.errors: list[WeightsErrorItem] = list(errors)
+        super().__init__(f"weights do not match the model: {len(self.errors)} problem(s)")

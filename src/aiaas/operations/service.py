@@ -1,0 +1,57 @@
+"""Readiness: is every dependency this process needs reachable right now?"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+
+import redis
+
+from aiaas.config import Settings
+from aiaas.db import Database
+
+Check = Callable[[], None]
+
+
+def readiness_checks(settings: Settings, database: Database) -> dict[str, Check]:
+    checks: dict[str, Check] = {"database": database.ping}
+    if settings.broker_url:
+        broker_url = settings.broker_url
+        timeout = settings.readiness_timeout_s
+
+        def broker() -> None:
+            client = redis.Redis.from_url(
+                broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+
+        checks["broker"] = broker
+    return checks
+
+
+def run_checks(checks: dict[str, Check], *, timeout_s: float) -> dict[str, str]:
+    """Run every check concurrently; each answers "ok" or why it failed, within the timeout."""
+    results: dict[str, str] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(checks) or 1)
+    try:
+        futures = {name: pool.submit(check) for name, check in checks.items()}
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout_s)
+                results[name] = "ok"
+            except concurrent.futures.TimeoutError:
+                results[name] = f"no answer within {timeout_s:g}s"
+            except Exception as exc:  # any failure means "down"; say which kind
+                results[name] = _describe(exc)
+    finally:
+        # A hung check must not hold the probe: leave its thread behind rather than wait.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return results
+
+
+def _describe(exc: Exception) -> str:
+    first_line = next(iter(str(exc).splitlines()), "")[:200]
+    return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
