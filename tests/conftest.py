@@ -98,6 +98,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         var_dir=tmp_path / "var",
         database_url=database_url,
         secret_key=SecretStr("test-secret-key-test-secret-key-0123456789"),
+        # Cheap hashes keep the suite fast; the production cost is the default.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -28,6 +29,8 @@ def _free_port() -> int:
 def live_server(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
+    # As the README says to start it for the local webhook listener.
+    env["AIAAS_WEBHOOK_ALLOW_PRIVATE"] = "true"
     process = subprocess.Popen(
         [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
         cwd=tmp_path,
@@ -63,17 +66,69 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-def test_readme_walkthrough_works_as_written(live_server: str) -> None:
-    script = readme_block("walkthrough").replace("http://127.0.0.1:8000", live_server)
-    result = subprocess.run(
+def run_blocks(live_server: str, tmp_path: Path, *markers: str) -> subprocess.CompletedProcess[str]:
+    """Run README blocks in one shell, from a copy of the checkout's layout, as a user would."""
+    script = "\n".join(readme_block(m) for m in markers).replace(
+        "http://127.0.0.1:8000", live_server
+    )
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    (workdir / ".venv").symlink_to(Path(sys.prefix))
+    (workdir / "docs").symlink_to(ROOT / "docs")
+    return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
+        cwd=workdir,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_readme_walkthrough_works_as_written(live_server: str, tmp_path: Path) -> None:
+    result = run_blocks(live_server, tmp_path, "walkthrough")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert '"email":"ada@example.com"' in lines[0]
     assert lines[1].startswith("aiaas_sk_")
     assert '"webhook_secret"' in lines[2]
     assert '"role":"user"' in lines[2]
+
+
+def test_readme_registry_quickstart_works_as_written(live_server: str, tmp_path: Path) -> None:
+    result = run_blocks(live_server, tmp_path, "walkthrough", "registry")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    model, wrote, version, listed, alias, production = (
+        json.loads(x) if x.startswith("{") else x for x in lines[3:9]
+    )
+    assert model["name"] == "iris-demo"
+    assert wrote == "wrote iris-mlp.safetensors"
+    assert version["version"] == 1
+    assert version["input"] == {"shape": [4], "dtype": "float32"}
+    assert version["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert [v["version"] for v in listed["data"]] == [1]
+    assert alias == {**alias, "alias": "production", "version": 1}
+    assert production["version"] == 1
+    assert production["aliases"] == ["production"]
+
+
+def test_readme_predict_and_async_quickstart_works_as_written(
+    live_server: str, tmp_path: Path
+) -> None:
+    result = run_blocks(live_server, tmp_path, "walkthrough", "registry", "predict", "async")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[9:]
+    sync = json.loads(lines[0])
+    assert sync["model"] == "iris-demo"
+    assert len(sync["outputs"]) == 2
+    assert all(p in ("setosa", "versicolor", "virginica") for p in sync["predictions"])
+    npy_outputs = json.loads(lines[1])
+    assert len(npy_outputs) == 1
+    assert len(npy_outputs[0]) == 3
+    assert lines[2] == "webhook: signature valid, job succeeded"
+    webhook_predictions = json.loads(lines[3])
+    job = json.loads(lines[4])
+    assert job["status"] == "succeeded"
+    assert job["predictions"] == webhook_predictions
+    assert job["webhook"]["attempts"] == 1
+    assert job["webhook"]["last_status"] == 204

@@ -46,8 +46,20 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     """Redis URL of the Celery broker. Unset: jobs run in process (embedded mode)."""
 
+    broker_timeout_s: float = Field(default=2.0, gt=0)
+    """Connect and socket timeout towards the broker: past it the gateway answers 503."""
+
+    broker_visibility_timeout_s: float = Field(default=300.0, gt=0)
+    """An unacknowledged task is delivered again after this long (its worker died)."""
+
     secret_key: SecretStr | None = None
     """Signs login tokens. Generated into ``<var_dir>/secret_key`` in development when unset."""
+
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    """argon2id iterations for password hashes."""
+
+    password_hash_memory_kib: int = Field(default=65536, ge=1024)
+    """argon2id memory per password hash, in KiB."""
 
     access_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of the bearer token that ``POST /v1/auth/login`` returns."""
@@ -60,6 +72,50 @@ class Settings(BaseSettings):
 
     max_upload_mb: float = Field(default=64.0, gt=0)
     """Body limit of multipart uploads (weights, datasets)."""
+
+    max_model_parameters: int = Field(default=50_000_000, ge=1)
+    """Largest model (in parameters) a version may declare; bigger configs get 422."""
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    """Rows per forward pass, unless a version sets its own."""
+
+    max_delay_ms: float = Field(default=0.0, ge=0, le=1000)
+    """How long a non-full batch may wait for more rows, unless a version sets its own. Zero
+    batches only what queued up while the previous batch ran, so an idle model adds no delay."""
+
+    max_batch_rows: int = Field(default=1024, ge=1)
+    """Most examples one prediction request may carry."""
+
+    predict_timeout_s: float = Field(default=30.0, gt=0)
+    """A prediction no worker answers within this gets 504."""
+
+    device: str = "auto"
+    """Where workers run models: auto (CUDA when present), cpu, cuda or cuda:N."""
+
+    worker_cache_mb: float = Field(default=2048.0, gt=0)
+    """Memory budget of the loaded models kept by each worker process (LRU beyond it)."""
+
+    worker_warmup: bool = True
+    """Run one forward pass when a model is loaded, so the first request is not the slow one."""
+
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0)
+    """How long the predict path trusts a checked credential (revocation is seen at once on the
+    gateway that revoked; other gateways see it within this)."""
+
+    model_cache_ttl_s: float = Field(default=2.0, ge=0)
+    """How long the predict path trusts a resolved model version (same rule as above)."""
+
+    job_lease_s: float = Field(default=60.0, gt=0)
+    """How long a worker holds a running job before others may take it over."""
+
+    reconcile_interval_s: float = Field(default=10.0, gt=0)
+    """How often the gateway looks for jobs whose worker vanished or whose message was lost."""
+
+    requeue_after_s: float = Field(default=120.0, gt=0)
+    """A job still queued after this long is published again (the broker may have lost it)."""
+
+    webhook_allow_private: bool = False
+    """Let webhooks target private, loopback and link-local addresses (tests, private nets)."""
 
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     """How long ``/readyz`` waits for each dependency before calling it down."""

@@ -19,8 +19,11 @@ from aiaas.accounts.models import User
 from aiaas.accounts.service import Principal
 from aiaas.config import Settings
 from aiaas.db import Database
+from aiaas.dispatch.base import Dispatcher
 from aiaas.errors import Forbidden, MissingScope
+from aiaas.events import EventBus
 from aiaas.metrics import Metrics
+from aiaas.storage import ArtifactStore
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -38,6 +41,21 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+def get_store(request: Request) -> ArtifactStore:
+    store: ArtifactStore = request.app.state.store
+    return store
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
+
+
+def get_events(request: Request) -> EventBus:
+    bus: EventBus = request.app.state.events
+    return bus
+
+
 def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
     with database.session() as session:
         yield session
@@ -47,6 +65,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+EventsDep = Annotated[EventBus, Depends(get_events)]
 
 # auto_error=False: a missing header must become our 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="A login token or an API key (aiaas_sk_...).")

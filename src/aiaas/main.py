@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import Scope
 
-from aiaas import __version__
+from aiaas import __version__, events
+from aiaas.accounts import security
+from aiaas.accounts.credentials import CredentialCache
 from aiaas.accounts.routes import router as accounts_router
 from aiaas.config import Settings, get_settings
 from aiaas.db import Database
+from aiaas.dispatch.base import Dispatcher
+from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
 from aiaas.metrics import Metrics
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware
 from aiaas.operations.routes import router as operations_router
+from aiaas.predictions.directory import ModelDirectory
+from aiaas.predictions.routes import router as predictions_router
+from aiaas.predictions.sync import PredictPath
+from aiaas.registry.routes import router as registry_router
+from aiaas.storage import ArtifactStore, open_store
+from aiaas.worker.context import build_context
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 _PREDICTION_SUFFIXES = ("/predict", "/infer", "/explain")
@@ -38,23 +53,72 @@ def body_limits(settings: Settings) -> BodyLimitMiddleware.LimitFor:
     return limit_for
 
 
+def make_dispatcher(
+    settings: Settings, *, database: Database, store: ArtifactStore, metrics: Metrics
+) -> Dispatcher:
+    """Celery workers when a broker is configured, else this process's own threads."""
+    if settings.broker_url:
+        from aiaas.dispatch.celery import CeleryDispatcher
+
+        return CeleryDispatcher(settings, database, metrics)
+    dispatcher: InProcessDispatcher | None = None
+
+    def schedule_webhook(job_id: str, delay_s: float) -> None:
+        assert dispatcher is not None
+        dispatcher.schedule_webhook(job_id, delay_s)
+
+    ctx = build_context(
+        settings,
+        metrics=metrics,
+        schedule_webhook=schedule_webhook,
+        database=database,
+        store=store,
+    )
+    dispatcher = InProcessDispatcher(ctx)
+    return dispatcher
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     database: Database | None = None,
+    store: ArtifactStore | None = None,
 ) -> FastAPI:
     """Build the gateway. ``database`` lets tests hand in a session factory bound to a rolled-back
     transaction; otherwise one is made from the settings and disposed at shutdown."""
     settings = (settings or get_settings()).with_secret_key()
+    security.configure_password_hashing(
+        time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
+    )
     owns_database = database is None
     db = database or Database.from_url(settings.resolved_database_url)
+    store = store or open_store(settings.resolved_artifacts_url)
     metrics = Metrics()
+    bus = events.EventBus()
+    dispatcher = make_dispatcher(settings, database=db, store=store, metrics=metrics)
+    credentials = CredentialCache(db, secret=settings.secret, ttl_s=settings.auth_cache_ttl_s)
+    directory = ModelDirectory(
+        db,
+        ttl_s=settings.model_cache_ttl_s,
+        default_max_batch_size=settings.max_batch_size,
+        default_max_delay_ms=settings.max_delay_ms,
+    )
+    bus.subscribe(events.API_KEY_REVOKED, credentials.forget_key)
+    bus.subscribe(events.MODEL_CHANGED, directory.forget)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_database:
-            db.dispose()
+        await dispatcher.start()
+        reconciler = asyncio.create_task(_reconcile_forever(dispatcher, settings))
+        try:
+            yield
+        finally:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+            await dispatcher.close()
+            if owns_database:
+                db.dispose()
 
     app = FastAPI(
         title="aiaas",
@@ -65,12 +129,34 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.metrics = metrics
+    app.state.store = store
+    app.state.events = bus
+    app.state.dispatcher = dispatcher
+    app.state.predict_path = PredictPath(
+        settings=settings,
+        credentials=credentials,
+        directory=directory,
+        dispatcher=dispatcher,
+        metrics=metrics,
+    )
 
     install_error_handlers(app)
     app.include_router(operations_router)
     app.include_router(accounts_router)
+    app.include_router(registry_router)
+    app.include_router(predictions_router)
 
     # Last added runs first: metrics see every response, the 413s included.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _reconcile_forever(dispatcher: Dispatcher, settings: Settings) -> None:
+    """Hand out again the jobs whose worker vanished or whose message the broker lost."""
+    while True:
+        await asyncio.sleep(settings.reconcile_interval_s)
+        try:
+            await asyncio.to_thread(dispatcher.reconcile)
+        except Exception:  # a database blip must not end the loop
+            log.exception("reconcile failed")

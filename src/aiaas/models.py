@@ -2,7 +2,9 @@
 
 from aiaas.accounts.models import ApiKey, User
 from aiaas.db import Base
+from aiaas.predictions.models import Prediction
+from aiaas.registry.models import Model, ModelAlias, ModelVersion
 
 metadata = Base.metadata
 
-__all__ = ["ApiKey", "User", "metadata"]
+__all__ = ["ApiKey", "Model", "ModelAlias", "ModelVersion", "Prediction", "User", "metadata"]

@@ -16,7 +16,7 @@ import orjson
 from fastapi import Query
 from pydantic import BaseModel
 from sqlalchemy import Select, and_, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from aiaas.errors import InvalidInput
 
@@ -57,7 +57,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ident = orjson.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("cursor timestamps carry their timezone")
+        return when, uuid.UUID(ident)
     except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
         raise InvalidInput(
             "cursor is not one this API issued",
@@ -84,3 +87,13 @@ def split_page(rows: Sequence[Row], params: PageParams) -> tuple[Sequence[Row], 
         kept = rows[: params.limit]
         return kept, encode_cursor(kept[-1])
     return rows, None
+
+
+def fetch_page(
+    session: Session, stmt: Select[T], params: PageParams
+) -> tuple[list[T], str | None]:
+    """One page of ``stmt``'s entity (which has ``created_at`` and ``id``), newest first."""
+    entity = stmt.column_descriptions[0]["entity"]
+    paged = paginate(stmt, created_at=entity.created_at, id_=entity.id, params=params)
+    rows, cursor = split_page(list(session.scalars(paged)), params)
+    return list(rows), cursor

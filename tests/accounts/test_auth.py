@@ -70,7 +70,7 @@ def test_unknown_email_still_costs_an_argon2_verification(
     class CountingHasher:
         def verify(self, hash_: str, password: str) -> bool:
             calls.append(hash_)
-            return real.verify(hash_, password)
+            return bool(real.verify(hash_, password))
 
     monkeypatch.setattr(security, "_hasher", CountingHasher())
     assert security.verify_password(None, PASSWORD) is False

@@ -218,7 +218,7 @@ def test_kernel_larger_than_image_in_second_block() -> None:
 
 def test_pool_larger_than_feature_map() -> None:
     errors = _errors("cnn", _three_block_cnn(2, pool=4))  # conv leaves 3x3
-    assert [e["loc"] for e in errors] == [["config", "blocks", 1, "pool"]]
+    assert [e["loc"] for e in errors] == [["config", "blocks", 1, "kernel"]]
     assert errors[0]["msg"] == "block 2: pool 4 on the 3x3 conv output leaves 0x0"
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
+from aiaas import events
 from aiaas.accounts import service
 from aiaas.accounts.schemas import (
     AccessToken,
@@ -17,7 +18,7 @@ from aiaas.accounts.schemas import (
     RegisterRequest,
     UserRegistered,
 )
-from aiaas.deps import CurrentUser, LoginOnly, SessionDep, SettingsDep
+from aiaas.deps import CurrentUser, EventsDep, LoginOnly, SessionDep, SettingsDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
 
@@ -83,6 +84,9 @@ def list_api_keys(
     tags=["api-keys"],
     responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM},
 )
-def revoke_api_key(id: uuid.UUID, principal: LoginOnly, session: SessionDep) -> Response:
+def revoke_api_key(
+    id: uuid.UUID, principal: LoginOnly, session: SessionDep, bus: EventsDep
+) -> Response:
     service.revoke_api_key(session, user=principal.user, key_id=id)
+    bus.publish(events.API_KEY_REVOKED, str(id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

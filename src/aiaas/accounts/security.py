@@ -23,8 +23,22 @@ TOKEN_ALGORITHM = "HS256"
 TOKEN_AUDIENCE = "aiaas:access"
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both failures cost one argon2 verification.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+_dummy_hash: str | None = None
+
+
+def configure_password_hashing(*, time_cost: int, memory_kib: int) -> None:
+    """Set argon2id's cost for this process (settings ``password_hash_*``)."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+    _dummy_hash = None
+
+
+def _dummy() -> str:
+    # Verified against when the email is unknown, so both failures cost one argon2 verification.
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+    return _dummy_hash
 
 
 def hash_password(password: str) -> str:
@@ -33,9 +47,10 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        ok = _hasher.verify(password_hash or _dummy(), password)
     except (VerificationError, InvalidHashError):
         return False
+    return ok and password_hash is not None
 
 
 def new_webhook_secret() -> str:
@@ -86,4 +101,13 @@ def read_access_token(token: str, *, secret: str) -> uuid.UUID | None:
         )
         return uuid.UUID(str(claims["sub"]))
     except (jwt.PyJWTError, ValueError):
+        return None
+
+
+def token_expiry(token: str, *, secret: str) -> float | None:
+    """The epoch second a valid token expires at; None if it is not a valid token."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE)
+        return float(claims["exp"])
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
         return None

@@ -15,7 +15,7 @@ from aiaas.accounts.models import ROLE_ADMIN, ROLE_USER, ApiKey, User
 from aiaas.accounts.schemas import ApiKeyCreate, Scope
 from aiaas.db import utcnow
 from aiaas.errors import Conflict, NotFound, Unauthenticated
-from aiaas.pagination import PageParams, paginate, split_page
+from aiaas.pagination import PageParams, fetch_page
 
 ALL_SCOPES: frozenset[str] = frozenset(Scope)
 # Writing last_used_at on every request would turn each authenticated read into a write.
@@ -108,14 +108,11 @@ def create_api_key(session: Session, *, user: User, spec: ApiKeyCreate) -> tuple
 def list_api_keys(
     session: Session, *, user: User, params: PageParams
 ) -> tuple[list[ApiKey], str | None]:
-    stmt = paginate(
+    return fetch_page(
+        session,
         select(ApiKey).where(ApiKey.user_id == user.id),
-        created_at=ApiKey.created_at,
-        id_=ApiKey.id,
-        params=params,
+        params,
     )
-    rows, cursor = split_page(list(session.scalars(stmt)), params)
-    return list(rows), cursor
 
 
 def revoke_api_key(session: Session, *, user: User, key_id: uuid.UUID) -> None:

@@ -62,6 +62,48 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
 
 
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = (
+        "predict,training"
+    ),
+    concurrency: Annotated[
+        int, typer.Option(help="Worker processes; 1 runs tasks in this process (one per GPU).")
+    ] = 1,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address for --metrics-port (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
+    log_level: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Run a Celery worker (distributed mode; needs AIAAS_BROKER_URL)."""
+    from prometheus_client import start_http_server
+
+    from aiaas.config import get_settings
+    from aiaas.worker import tasks
+    from aiaas.worker.celery_app import create_celery
+
+    settings = get_settings()
+    celery = create_celery(settings)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host, registry=tasks.worker_metrics().registry)
+    pool = "solo" if concurrency == 1 else "prefork"
+    celery.worker_main(
+        [
+            "worker",
+            f"--queues={queues}",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={log_level}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",

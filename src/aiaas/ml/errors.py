@@ -64,3 +64,46 @@ class WeightsMismatch(MLError):
     def __init__(self, errors: Sequence[WeightsErrorItem]) -> None:
         self.errors: list[WeightsErrorItem] = list(errors)
         super().__init__(f"weights do not match the model: {len(self.errors)} problem(s)")
+
+
+class InputErrorItem(TypedDict):
+    """One problem with a prediction request's inputs, shaped like a pydantic error."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    expected: str | None
+    got: str | None
+
+
+class InputInvalid(MLError):
+    """A prediction request's inputs cannot be turned into a batch for the model.
+
+    ``loc`` names the place (``["inputs", 3, 1]`` is ``inputs[3][1]``); ``expected`` and
+    ``got`` are short human descriptions such as ``"shape [n, 4]"`` or ``"a boolean"``.
+    """
+
+    def __init__(
+        self,
+        msg: str,
+        *,
+        loc: Sequence[str | int],
+        expected: str | None = None,
+        got: str | None = None,
+        type: str = "invalid_input",
+    ) -> None:
+        self.msg = msg
+        self.loc: list[str | int] = list(loc)
+        self.expected = expected
+        self.got = got
+        self.type = type
+        super().__init__(msg)
+
+    def to_error(self) -> InputErrorItem:
+        return {
+            "loc": list(self.loc),
+            "msg": self.msg,
+            "type": self.type,
+            "expected": self.expected,
+            "got": self.got,
+        }

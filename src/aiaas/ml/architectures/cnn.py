@@ -102,7 +102,9 @@ def _spatial_sizes(config: CNNConfig) -> tuple[list[ConfigErrorItem], tuple[int,
                 f"{where}: pool {block.pool} on the {conv_h}x{conv_w} conv output leaves "
                 f"{pool_h}x{pool_w}"
             )
-            return [config_error(["blocks", i, "pool"], msg, "pool_output_empty")], (h, w)
+            # The API names the block's kernel for every empty output, pooling included, so
+            # clients find the failing block at one stable location.
+            return [config_error(["blocks", i, "kernel"], msg, "pool_output_empty")], (h, w)
         h, w = pool_h, pool_w
     return [], (h, w)
 

@@ -1,0 +1,37 @@
+"""How the gateway hands work to whatever runs torch.
+
+One protocol, two transports: :class:`~aiaas.dispatch.inprocess.InProcessDispatcher` runs models
+in this process on a dedicated thread (embedded mode); the Celery dispatcher publishes batches
+to workers over Redis (distributed mode). The task code they run is the same.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from aiaas.serving.spec import ServingSpec
+
+
+class Dispatcher(Protocol):
+    async def start(self) -> None:
+        """Open connections; called from the app's lifespan, inside the running loop."""
+
+    async def close(self) -> None: ...
+
+    async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
+        """Outputs for ``inputs`` (batch first), batched with concurrent requests for ``spec``."""
+        ...
+
+    def submit_prediction(self, job_id: str) -> None:
+        """Hand a committed async job to a worker (only its id travels)."""
+        ...
+
+    def reconcile(self) -> int:
+        """Hand out again jobs whose worker vanished or whose message was lost; how many."""
+        ...
+
+    def ready(self) -> dict[str, str]:
+        """Health of the transport, for /readyz: name → "ok" or why not."""
+        ...

@@ -1,0 +1,101 @@
+"""Embedded mode: models run in this process, on threads of their own, never the event loop.
+
+Sync predictions go through a dynamic batcher per model version onto one torch thread; async
+jobs and webhook deliveries run on their own small pools, calling the same task functions a
+Celery worker calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from aiaas.predictions import tasks
+from aiaas.serving.batching import BatcherPool, make_executor
+from aiaas.serving.spec import ServingSpec
+from aiaas.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+class InProcessDispatcher:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self._torch = make_executor(threads=1)
+        self._jobs = ThreadPoolExecutor(1, thread_name_prefix="aiaas-jobs")
+        self._webhooks = ThreadPoolExecutor(2, thread_name_prefix="aiaas-webhooks")
+        self._batchers = BatcherPool(self._run_batch, executor=self._torch, on_batch=self._on_batch)
+        self._timers: set[threading.Timer] = set()
+        self._closed = False
+
+    def _run_batch(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        outputs = self.ctx.runtime(spec).predict(batch)
+        self.ctx.metrics.prediction_latency.labels("compute").observe(time.perf_counter() - start)
+        return outputs
+
+    def _on_batch(self, rows: int) -> None:
+        self.ctx.metrics.batch_size.observe(rows)
+
+    async def start(self) -> None:
+        # Whatever was queued when the process stopped is ours to finish: nobody else runs jobs.
+        try:
+            stale = await asyncio.to_thread(tasks.stale_jobs, self.ctx.database, requeue_after_s=0)
+        except Exception:  # the database may be down at start; the reconciler tries again
+            log.exception("could not look for unfinished jobs at start")
+            return
+        for job_id in stale:
+            self.submit_prediction(job_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        for timer in list(self._timers):
+            timer.cancel()
+        await self._batchers.close_all()
+        for pool in (self._jobs, self._webhooks, self._torch):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
+        return await self._batchers.get(spec).submit(inputs)
+
+    def submit_prediction(self, job_id: str) -> None:
+        if not self._closed:
+            self._jobs.submit(self._guarded, tasks.run_prediction_job, job_id)
+
+    def schedule_webhook(self, job_id: str, delay_s: float) -> None:
+        if self._closed:
+            return
+        if delay_s <= 0:
+            self._webhooks.submit(self._guarded, tasks.deliver_webhook, job_id)
+            return
+
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.schedule_webhook(job_id, 0)
+
+        timer = threading.Timer(delay_s, fire)
+        timer.daemon = True
+        self._timers.add(timer)
+        timer.start()
+
+    def reconcile(self) -> int:
+        stale = tasks.stale_jobs(
+            self.ctx.database, requeue_after_s=self.ctx.settings.requeue_after_s
+        )
+        for job_id in stale:
+            self.submit_prediction(job_id)
+        return len(stale)
+
+    def ready(self) -> dict[str, str]:
+        return {"workers": "ok" if not self._closed else "closed"}
+
+    def _guarded(self, task: tasks.Task, job_id: str) -> None:
+        try:
+            task(self.ctx, job_id)
+        except Exception:  # the row stays as it was; the reconciler retries it later
+            log.exception("task %s failed for %s", task.__name__, job_id)

@@ -1,0 +1,108 @@
+"""Model resolution for the hot path: (name, version reference) → what to run, cached briefly.
+
+Each entry keeps the model's owner and visibility, so access is still checked per caller from
+the cached data. Registry changes drop the model's entries at once in this process
+(``events.MODEL_CHANGED``); the TTL bounds staleness for changes made through another gateway.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from aiaas.db import Database
+from aiaas.errors import NotFound
+from aiaas.registry import versions
+from aiaas.registry.models import Model, ModelAlias
+from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
+from aiaas.serving.spec import ServingSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedVersion:
+    model_id: uuid.UUID
+    model: str
+    owner_id: uuid.UUID
+    public: bool
+    task: str
+    capture_inputs: bool
+    version: int
+    spec: ServingSpec
+
+    def visible_to(self, user_id: uuid.UUID) -> bool:
+        return self.public or self.owner_id == user_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    value: ResolvedVersion
+    fresh_until: float
+
+
+class ModelDirectory:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        ttl_s: float = 2.0,
+        default_max_batch_size: int,
+        default_max_delay_ms: float,
+    ) -> None:
+        self._database = database
+        self._ttl_s = ttl_s
+        self._default_batch = default_max_batch_size
+        self._default_delay = default_max_delay_ms
+        self._entries: dict[tuple[str, str | None], _Entry] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion | None:
+        entry = self._entries.get((name, ref))
+        if entry is None or entry.fresh_until < time.monotonic():
+            return None
+        if not entry.value.visible_to(user_id):
+            raise NotFound(f"No model named '{name}'.")
+        return entry.value
+
+    def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
+        """Look the version up in the database (blocking: call from a worker thread)."""
+        with self._database.session() as session:
+            model = session.scalar(select(Model).where(Model.name == name))
+            if model is None or (model.owner_id != user_id and model.visibility != "public"):
+                raise NotFound(f"No model named '{name}'.")
+            if ref is None:
+                alias = session.get(ModelAlias, (model.id, DEFAULT_ALIAS))
+                ref_used: str | int = DEFAULT_ALIAS if alias else LATEST
+            else:
+                ref_used = ref
+            found = versions.resolve_version(session, model=model, ref=ref_used)
+            resolved = ResolvedVersion(
+                model_id=model.id,
+                model=model.name,
+                owner_id=model.owner_id,
+                public=model.visibility == "public",
+                task=model.task,
+                capture_inputs=model.capture_inputs,
+                version=found.number,
+                spec=versions.serving_spec(
+                    model,
+                    found,
+                    default_max_batch_size=self._default_batch,
+                    default_max_delay_ms=self._default_delay,
+                ),
+            )
+        with self._lock:
+            self._entries[(name, ref)] = _Entry(resolved, time.monotonic() + self._ttl_s)
+        return resolved
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == name]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

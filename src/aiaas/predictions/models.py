@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from aiaas.db import Base, UTCDateTime, new_id, utcnow
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+)
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELED})
+
+
+class Prediction(Base):
+    """An async prediction job, or a sync prediction kept because its model captures inputs.
+
+    The row is the source of truth: a broker may lose its queue, a worker may die; the row says
+    what is left to do, and status changes are compare-and-set updates on it.
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "idempotency_key"),
+        Index("ix_predictions_owner_id_created_at", "owner_id", "created_at"),
+        Index("ix_predictions_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8), default="async")
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    # Small inputs live in the row; large ones in the artifact store, by digest.
+    inputs: Mapped[list[Any] | None] = mapped_column(JSON)
+    inputs_sha256: Mapped[str | None] = mapped_column(String(64))
+    input_rows: Mapped[int] = mapped_column(Integer)
+    outputs: Mapped[list[Any] | None] = mapped_column(JSON)
+    predictions: Mapped[list[Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last_status: Mapped[int | None] = mapped_column(Integer)
+    webhook_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    compute_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

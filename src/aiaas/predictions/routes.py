@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, status
+from starlette.responses import Response
+
+from aiaas.accounts.schemas import Scope
+from aiaas.accounts.service import Principal
+from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep, require_scope
+from aiaas.errors import PROBLEM_CONTENT_TYPE
+from aiaas.pagination import PageParams, page_params
+from aiaas.predictions import service
+from aiaas.predictions.schemas import PredictionCreate, PredictionPage, PredictionRead
+from aiaas.predictions.sync import JSON, NPY, PredictPath
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+
+_PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "inputs": {
+                            "description": "One example of the version's input shape, or a "
+                            "list of them.",
+                            "type": "array",
+                        }
+                    },
+                },
+                "example": {"inputs": [[5.1, 3.5, 1.4, 0.2]]},
+            },
+            NPY: {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+}
+
+
+@router.post(
+    "/models/{name}/predict",
+    openapi_extra=_PREDICT_OPENAPI,
+    response_class=Response,
+    responses={
+        200: {
+            "description": '`{"id", "model", "version", "outputs", "predictions"}`, or the '
+            "outputs as .npy with `Accept: application/x-npy`.",
+            "content": {JSON: {}, NPY: {}},
+        },
+        **dict.fromkeys((401, 403, 404, 413, 415, 422, 504), _PROBLEM),
+    },
+)
+async def predict(
+    name: str,
+    request: Request,
+    version: Annotated[
+        str | None,
+        Query(description="Version number or alias; default `production` if set, else `latest`."),
+    ] = None,
+) -> Response:
+    """Run the model on the inputs and answer with its outputs (batched with concurrent calls)."""
+    path: PredictPath = request.app.state.predict_path
+    headers = request.headers
+    result = await path.predict(
+        name=name,
+        ref=version,
+        authorization=headers.get("authorization"),
+        content_type=headers.get("content-type"),
+        body=await request.body(),
+    )
+    if NPY in headers.get("accept", ""):
+        return Response(
+            result.to_npy(),
+            media_type=NPY,
+            headers={
+                "Aiaas-Prediction-Id": result.id,
+                "Aiaas-Model": result.resolved.model,
+                "Aiaas-Version": str(result.resolved.version),
+            },
+        )
+    return Response(result.to_json(), media_type=JSON)
+
+
+Predictor = Annotated[Principal, Depends(require_scope(Scope.PREDICT))]
+
+
+@router.post(
+    "/predictions",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**dict.fromkeys((401, 403, 404, 409, 413, 422), _PROBLEM)},
+)
+def create_prediction(
+    body: PredictionCreate,
+    principal: Predictor,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=255, description="Retries with the same key and body get the same job."),
+    ] = None,
+) -> PredictionRead:
+    """Queue a prediction job; poll it, or get it POSTed to `webhook` when it finishes."""
+    job, created = service.create_job(
+        session,
+        owner=principal.user,
+        spec=body,
+        store=store,
+        max_rows=settings.max_batch_rows,
+        allow_private_webhooks=settings.webhook_allow_private,
+        idempotency_key=idempotency_key,
+    )
+    if created:
+        dispatcher.submit_prediction(str(job.id))
+    response.headers["Location"] = f"/v1/predictions/{job.id}"
+    return service.to_read(job)
+
+
+@router.get("/predictions", responses={401: _PROBLEM, 403: _PROBLEM})
+def list_predictions(
+    principal: Predictor,
+    session: SessionDep,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> PredictionPage:
+    rows, cursor = service.list_jobs(session, owner=principal.user, params=params)
+    return PredictionPage(data=[service.to_read(j) for j in rows], next_cursor=cursor)
+
+
+@router.get("/predictions/{id}", responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM})
+def get_prediction(id: uuid.UUID, principal: Predictor, session: SessionDep) -> PredictionRead:
+    return service.to_read(service.get_job(session, owner=principal.user, job_id=id))
+
+
+@router.post(
+    "/predictions/{id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**dict.fromkeys((401, 403, 404, 409), _PROBLEM)},
+)
+def cancel_prediction(id: uuid.UUID, principal: Predictor, session: SessionDep) -> PredictionRead:
+    """Cancel a queued or running job; outputs computed after the cancel are dropped."""
+    job = service.get_job(session, owner=principal.user, job_id=id)
+    return service.to_read(service.cancel_job(session, job=job))

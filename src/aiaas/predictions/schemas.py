@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from aiaas.pagination import Page
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class PredictionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=63)]
+    version: int | str | None = Field(
+        default=None, description="Number or alias; default `production` if set, else `latest`."
+    )
+    inputs: Any = Field(description="One example of the version's input shape, or a list.")
+    webhook: AnyHttpUrl | None = Field(
+        default=None, description="POSTed the finished job, signed with your webhook secret."
+    )
+
+
+class WebhookRead(BaseModel):
+    url: str
+    attempts: int
+    last_status: int | None
+    delivered_at: datetime | None
+
+
+class Timings(BaseModel):
+    queue_s: float | None = Field(description="From creation to a worker picking it up.")
+    compute_s: float | None
+    total_s: float | None
+
+
+class PredictionRead(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    model: str
+    version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    outputs: list[Any] | None
+    predictions: list[Any] | None
+    error: str | None
+    webhook: WebhookRead | None
+    timings: Timings
+
+
+PredictionPage = Page[PredictionRead]

@@ -1,0 +1,160 @@
+"""The synchronous predict path: ``POST /v1/models/{name}/predict``.
+
+This is the platform's hot path, so it avoids per-request database work (credentials and model
+resolution are cached, see ``accounts/credentials.py`` and ``predictions/directory.py``), parses
+bodies with orjson/numpy rather than pydantic, and hands torch work to the dispatcher's batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from aiaas.accounts.credentials import CredentialCache
+from aiaas.accounts.schemas import Scope
+from aiaas.config import Settings
+from aiaas.dispatch.base import Dispatcher
+from aiaas.errors import AppError, GatewayTimeout, InvalidInput, UnsupportedMediaType
+from aiaas.metrics import Metrics
+from aiaas.ml.errors import InputInvalid
+from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
+from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
+
+JSON = "application/json"
+NPY = "application/x-npy"
+
+
+class PredictionFailed(AppError):
+    status, type, title = 500, "prediction-failed", "Prediction failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictResult:
+    id: str
+    resolved: ResolvedVersion
+    outputs: np.ndarray
+
+    def predictions(self) -> Any:
+        if self.resolved.task != "classification":
+            return self.outputs
+        indices = self.outputs.argmax(axis=-1)
+        labels = self.resolved.spec.labels
+        if labels:
+            return [labels[i] for i in indices.tolist()]
+        return indices
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "model": self.resolved.model,
+                "version": self.resolved.version,
+                "outputs": self.outputs,
+                "predictions": self.predictions(),
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    def to_npy(self) -> bytes:
+        return encode_npy(self.outputs)
+
+
+@dataclass
+class PredictPath:
+    """Everything the predict route needs, built once in ``create_app``."""
+
+    settings: Settings
+    credentials: CredentialCache
+    directory: ModelDirectory
+    dispatcher: Dispatcher
+    metrics: Metrics
+
+    async def caller_id(self, authorization: str | None) -> uuid.UUID:
+        credential = _bearer(authorization)
+        caller = self.credentials.cached(credential) if credential else None
+        if caller is None:
+            caller = await run_in_threadpool(self.credentials.authenticate, credential)
+        caller.require(Scope.PREDICT)
+        return caller.user_id
+
+    async def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
+        found = self.directory.cached(name, ref, user_id)
+        if found is None:
+            found = await run_in_threadpool(self.directory.resolve, name, ref, user_id)
+        return found
+
+    def decode(
+        self, body: bytes, content_type: str | None, resolved: ResolvedVersion
+    ) -> np.ndarray:
+        media = (content_type or JSON).split(";", 1)[0].strip().lower()
+        shape = resolved.spec.input_shape
+        limit = self.settings.max_batch_rows
+        try:
+            if media == JSON or media.endswith("+json"):
+                batch, extra = decode_json_body(body, shape=shape, max_rows=limit)
+                if extra:
+                    raise InvalidInput(
+                        f"Unknown field(s): {', '.join(sorted(extra))}.",
+                        errors=[{"loc": ["body", k], "msg": "extra field"} for k in sorted(extra)],
+                    )
+                return batch
+            if media == NPY:
+                return decode_npy(body, shape=shape, max_rows=limit)
+        except InputInvalid as exc:
+            raise InvalidInput(exc.msg, errors=[exc.to_error()]) from None
+        raise UnsupportedMediaType(f"Send {JSON} or {NPY}, not {media}.", accepted=[JSON, NPY])
+
+    async def predict(
+        self,
+        *,
+        name: str,
+        ref: str | None,
+        authorization: str | None,
+        content_type: str | None,
+        body: bytes,
+    ) -> PredictResult:
+        start = time.perf_counter()
+        user_id = await self.caller_id(authorization)
+        resolved = await self.resolve(name, ref, user_id)
+        batch = self.decode(body, content_type, resolved)
+        labels = (resolved.model, str(resolved.version))
+        self.metrics.jobs_in_flight.inc()
+        try:
+            outputs = await asyncio.wait_for(
+                self.dispatcher.predict(resolved.spec, batch),
+                timeout=self.settings.predict_timeout_s,
+            )
+        except TimeoutError:
+            self.metrics.predictions.labels(*labels, "timeout").inc()
+            raise GatewayTimeout(
+                f"No worker answered within {self.settings.predict_timeout_s:g}s."
+            ) from None
+        except AppError:
+            self.metrics.predictions.labels(*labels, "failed").inc()
+            raise
+        except Exception as exc:
+            self.metrics.predictions.labels(*labels, "failed").inc()
+            raise PredictionFailed(
+                f"The model failed on this input: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            self.metrics.jobs_in_flight.dec()
+        self.metrics.predictions.labels(*labels, "succeeded").inc()
+        self.metrics.prediction_latency.labels("total").observe(time.perf_counter() - start)
+        return PredictResult(str(uuid.uuid4()), resolved, outputs)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    return credential.strip()

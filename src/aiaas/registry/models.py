@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from aiaas.db import Base, UTCDateTime, new_id, utcnow
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (Index("ix_models_owner_id_created_at", "owner_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    task: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[list[str] | None] = mapped_column(JSON)
+    visibility: Mapped[str] = mapped_column(String(8), default="private", index=True)
+    capture_inputs: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    versions: Mapped[list[ModelVersion]] = relationship(
+        back_populates="model",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ModelVersion.number",
+    )
+    aliases: Mapped[list[ModelAlias]] = relationship(
+        back_populates="model",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ModelAlias.alias",
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    architecture: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # A variable axis (an RNN without seq_len) is stored as null.
+    input_shape: Mapped[list[int | None]] = mapped_column(JSON)
+    input_dtype: Mapped[str] = mapped_column(String(16), default="float32")
+    labels: Mapped[list[str] | None] = mapped_column(JSON)
+    parameters: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Batching knobs; null means the platform default (AIAAS_MAX_BATCH_SIZE, AIAAS_MAX_DELAY_MS).
+    max_batch_size: Mapped[int | None] = mapped_column(Integer)
+    max_delay_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="versions")
+
+
+class ModelAlias(Base):
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="aliases")
+    version: Mapped[ModelVersion] = relationship(lazy="joined")

@@ -1,0 +1,249 @@
+"""Model versions: upload checked against the architecture, aliases, resolving a reference.
+
+An upload is refused before anything is stored unless the weights are a well-formed safetensors
+file whose tensors match, name for name and shape for shape, the model the config builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from aiaas.db import utcnow
+from aiaas.errors import Conflict, InvalidInput, NotFound
+from aiaas.ml import architectures
+from aiaas.ml.errors import ConfigInvalid, NotSafetensors, UnknownArchitecture
+from aiaas.ml.weights import check_state_dict, load_safetensors
+from aiaas.pagination import PageParams, fetch_page
+from aiaas.registry.models import Model, ModelAlias, ModelVersion
+from aiaas.registry.schemas import LATEST, VersionSpec, VersionUpdate, alias_problem
+from aiaas.registry.service import release_artifacts
+from aiaas.serving.spec import ServingSpec
+from aiaas.storage import ArtifactStore
+
+
+def parse_spec(raw: str) -> VersionSpec:
+    try:
+        return VersionSpec.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["spec", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise InvalidInput("The 'spec' part is not a valid version spec.", errors=errors) from None
+
+
+def check_upload(
+    *, model: Model, spec: VersionSpec, weights: bytes, max_parameters: int
+) -> tuple[Any, architectures.InputSpec, int, list[str] | None]:
+    """Validate spec and weights together; return (config, input spec, parameters, labels)."""
+    try:
+        config = architectures.parse_config(
+            spec.architecture, spec.config, max_parameters=max_parameters
+        )
+    except UnknownArchitecture as exc:
+        raise InvalidInput(
+            f"Unknown architecture '{spec.architecture}'.",
+            errors=[
+                {
+                    "loc": ["spec", "architecture"],
+                    "msg": f"expected one of {', '.join(sorted(exc.known))}",
+                }
+            ],
+        ) from None
+    except ConfigInvalid as exc:
+        errors = [{**e, "loc": ["spec", *e["loc"]]} for e in exc.errors]
+        raise InvalidInput("The architecture config cannot be built.", errors=errors) from None
+
+    labels = spec.labels if spec.labels is not None else model.labels
+    output_dim = int(getattr(config, "output_dim", 0))
+    if model.task == "classification" and labels is not None and len(labels) != output_dim:
+        raise InvalidInput(
+            f"{len(labels)} labels for a model with {output_dim} outputs.",
+            errors=[
+                {
+                    "loc": ["spec", "labels"],
+                    "msg": f"expected {output_dim} labels, one per output, got {len(labels)}",
+                }
+            ],
+        )
+
+    try:
+        tensors = load_safetensors(weights)
+    except NotSafetensors as exc:
+        raise InvalidInput(
+            "weights must be safetensors",
+            errors=[{"loc": ["weights"], "msg": f"weights must be safetensors: {exc.reason}"}],
+        ) from None
+    # The meta device gives every parameter's name and shape without allocating its memory.
+    with torch.device("meta"):
+        module = architectures.build_model(spec.architecture, config)
+    problems = check_state_dict(module, tensors)
+    if problems:
+        raise InvalidInput(
+            f"The weights do not fit the {spec.architecture} config: {len(problems)} tensor(s).",
+            errors=[dict(p.to_error()) for p in problems],
+        )
+    spec_in = architectures.input_spec(spec.architecture, config)
+    return config, spec_in, architectures.parameter_count(spec.architecture, config), labels
+
+
+def create_version(
+    session: Session,
+    *,
+    model: Model,
+    spec: VersionSpec,
+    weights: bytes,
+    store: ArtifactStore,
+    max_parameters: int,
+    metrics: dict[str, Any] | None = None,
+) -> ModelVersion:
+    config, input_spec, parameters, labels = check_upload(
+        model=model, spec=spec, weights=weights, max_parameters=max_parameters
+    )
+    info = store.put_bytes(weights)
+    number = (
+        session.scalar(
+            select(func.max(ModelVersion.number)).where(ModelVersion.model_id == model.id)
+        )
+        or 0
+    ) + 1
+    version = ModelVersion(
+        model_id=model.id,
+        number=number,
+        architecture=spec.architecture,
+        config=config.model_dump(mode="json"),
+        input_shape=list(input_spec.shape),
+        input_dtype=input_spec.dtype,
+        labels=labels,
+        parameters=parameters,
+        sha256=info.sha256,
+        size_bytes=info.size_bytes,
+        metrics=metrics,
+        created_at=utcnow(),
+    )
+    session.add(version)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        release_artifacts(session, store=store, digests={info.sha256})
+        raise Conflict("Another version was uploaded at the same moment; try again.") from exc
+    return version
+
+
+# Version numbers live in a 32-bit integer column.
+MAX_VERSION_NUMBER = 2**31 - 1
+
+
+def parse_reference(ref: str | int) -> int | str:
+    """A version number, 'latest', or an alias slug."""
+    if isinstance(ref, int):
+        if ref < 1:
+            raise InvalidInput(
+                "Version numbers start at 1.", errors=[{"loc": ["version"], "msg": "must be ≥ 1"}]
+            )
+        return ref
+    # isdigit() alone also accepts "²" (which int() refuses) and other scripts' digits.
+    if ref.isascii() and ref.isdigit():
+        return parse_reference(int(ref))
+    if ref != LATEST and alias_problem(ref):
+        raise InvalidInput(
+            f"'{ref}' is neither a version number, 'latest' nor an alias.",
+            errors=[{"loc": ["version"], "msg": alias_problem(ref)}],
+        )
+    return ref
+
+
+def resolve_version(session: Session, *, model: Model, ref: str | int) -> ModelVersion:
+    """The version a number, 'latest' or an alias names; 404 when there is none."""
+    parsed = parse_reference(ref)
+    stmt = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if isinstance(parsed, int):
+        # A number past the column's range names no version; binding it would fail (500).
+        version = (
+            session.scalar(stmt.where(ModelVersion.number == parsed))
+            if parsed <= MAX_VERSION_NUMBER
+            else None
+        )
+    elif parsed == LATEST:
+        version = session.scalar(stmt.order_by(ModelVersion.number.desc()).limit(1))
+    else:
+        alias = session.get(ModelAlias, (model.id, parsed))
+        version = alias.version if alias else None
+    if version is None:
+        raise NotFound(f"Model '{model.name}' has no version '{ref}'.")
+    return version
+
+
+def list_versions(
+    session: Session, *, model: Model, params: PageParams
+) -> tuple[list[ModelVersion], str | None]:
+    return fetch_page(
+        session,
+        select(ModelVersion).where(ModelVersion.model_id == model.id),
+        params,
+    )
+
+
+def update_version(session: Session, *, version: ModelVersion, changes: VersionUpdate) -> None:
+    for field, value in changes.model_dump(exclude_unset=True).items():
+        setattr(version, field, value)
+    session.commit()
+
+
+def set_alias(session: Session, *, model: Model, alias: str, ref: str | int) -> ModelAlias:
+    problem = alias_problem(alias)
+    if problem:
+        raise InvalidInput(
+            f"'{alias}' cannot be an alias.", errors=[{"loc": ["path", "alias"], "msg": problem}]
+        )
+    version = resolve_version(session, model=model, ref=ref)
+    row = session.get(ModelAlias, (model.id, alias))
+    if row is None:
+        row = ModelAlias(model_id=model.id, alias=alias)
+        session.add(row)
+    row.version_id = version.id
+    row.version = version
+    row.updated_at = utcnow()
+    session.commit()
+    return row
+
+
+def delete_alias(session: Session, *, model: Model, alias: str) -> None:
+    # A string that cannot be an alias names none (and may hold a NUL PostgreSQL refuses).
+    row = None if alias_problem(alias) else session.get(ModelAlias, (model.id, alias))
+    if row is None:
+        raise NotFound(f"Model '{model.name}' has no alias '{alias}'.")
+    session.delete(row)
+    session.commit()
+
+
+def aliases_by_version(model: Model) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for row in model.aliases:
+        found.setdefault(row.version.number, []).append(row.alias)
+    return found
+
+
+def serving_spec(
+    model: Model, version: ModelVersion, *, default_max_batch_size: int, default_max_delay_ms: float
+) -> ServingSpec:
+    """What a worker needs to load and run this version, in plain values."""
+    return ServingSpec(
+        key=version.sha256,
+        architecture=version.architecture,
+        config=version.config,
+        task=model.task,  # type: ignore[arg-type]
+        labels=tuple(version.labels) if version.labels else None,
+        input_shape=tuple(version.input_shape),
+        max_batch_size=version.max_batch_size or default_max_batch_size,
+        max_delay_ms=(
+            version.max_delay_ms if version.max_delay_ms is not None else default_max_delay_ms
+        ),
+    )

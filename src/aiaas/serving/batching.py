@@ -1,0 +1,307 @@
+"""Dynamic batching of prediction requests for one model version, on asyncio.
+
+Greedy by default: a request that finds its model idle is sent to the executor at once,
+so a lone client pays only a future and a thread hop. Requests that arrive while a batch
+is computing queue up, and the next batch takes all of them (up to ``max_batch_size``
+rows) as soon as the running one finishes: the batch size follows the load by itself.
+
+The batcher is driven by callbacks on the event loop (an arrival, a finished batch, the
+``max_delay_ms`` timer) rather than a collector task polling a queue, which saves a loop
+iteration per batch and leaves no task to leak; all of its state lives on one loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from aiaas.serving._notify import notify
+from aiaas.serving.executor import make_executor as make_executor
+from aiaas.serving.spec import ServingSpec
+
+RunBatch = Callable[[np.ndarray], np.ndarray]
+
+
+class BatcherClosed(RuntimeError):
+    """``submit`` was called on a batcher that is closing or closed."""
+
+
+@dataclass(slots=True)
+class _Request:
+    inputs: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    arrived: float
+    group: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Only requests with equal trailing shapes (e.g. one sequence length) can share
+        # a forward pass.
+        self.group = self.inputs.shape[1:]
+
+
+def run_split(run_batch: RunBatch, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Concatenate ``parts``, run them as one batch, split the output rows back.
+
+    Runs on the executor thread, keeping the copies off the event loop.
+    """
+    batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    outputs = run_batch(batch)
+    if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(batch):
+        got = getattr(outputs, "shape", type(outputs).__name__)
+        raise RuntimeError(f"run_batch returned {got} for a batch of {len(batch)} rows")
+    if len(parts) == 1:
+        return [outputs]
+    bounds = np.cumsum([len(part) for part in parts])[:-1]
+    return np.split(outputs, bounds)
+
+
+class Batcher:
+    """Batches ``submit`` calls into ``run_batch`` calls for one model.
+
+    Use it from one event loop at a time. ``max_delay_ms > 0`` lets a batch that is not
+    full wait that long (from its oldest request's arrival) for more rows; 0 never waits.
+    ``max_inflight`` batches may run at once: 1 for a local model, whose forward already
+    uses the cores; more where ``run_batch`` only waits on remote workers.
+    """
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int,
+        max_delay_ms: float,
+        executor: concurrent.futures.Executor,
+        on_batch: Callable[[int], None] | None = None,
+        max_inflight: int = 1,
+    ) -> None:
+        if max_batch_size < 1 or max_inflight < 1:
+            raise ValueError(f"max_batch_size and max_inflight must be >= 1: {max_batch_size}")
+        if not max_delay_ms >= 0:
+            raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
+        self._run_batch = run_batch
+        self._max_rows = max_batch_size
+        self._delay = max_delay_ms / 1000
+        self._executor = executor
+        self._on_batch = on_batch
+        self._max_inflight = max_inflight
+        # Loop-bound state is created by the first submit, inside the running loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[_Request] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._inflight = 0
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch, not counting those computing."""
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> int:
+        """Batches computing (or about to hand their results over)."""
+        return self._inflight
+
+    async def submit(self, inputs: np.ndarray) -> np.ndarray:
+        """Run ``inputs`` (batch-first, at least one row) and return its output rows."""
+        if self._closed:
+            raise BatcherClosed("the batcher is closed")
+        if inputs.ndim < 1 or len(inputs) < 1:
+            raise ValueError(f"inputs must be batch-first with at least one row: {inputs.shape}")
+        loop = self._bind()
+        request = _Request(inputs, loop.create_future(), loop.time())
+        if self._inflight < self._max_inflight and not self._queue and self._delay == 0:
+            # The idle fast path: straight to the executor, no queue.
+            self._launch([request])
+        else:
+            self._queue.append(request)
+            self._dispatch()
+        # A cancelled caller only cancels its own future: the batch it is part of still
+        # runs for the others, and _finish skips futures that are already done.
+        return await request.future
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return loop
+        old = self._loop
+        if old is not None and not old.is_closed() and (self._inflight or self._queue):
+            raise RuntimeError("the batcher is in use on another event loop")
+        # A closed loop's batch will never report back: start afresh on this one.
+        self._loop, self._queue, self._inflight = loop, deque(), 0
+        self._timer = self._drained = None
+        return loop
+
+    def _dispatch(self) -> None:
+        """Start batches while there is room for one and one is due."""
+        loop = self._loop
+        while loop is not None and self._inflight < self._max_inflight:
+            while self._queue and self._queue[0].future.done():
+                self._queue.popleft()
+            if not self._queue:
+                self._cancel_timer()
+                if self._inflight == 0 and self._drained and not self._drained.done():
+                    self._drained.set_result(None)
+                return
+            if self._delay > 0 and not self._closed and not self._head_group_full():
+                deadline = self._queue[0].arrived + self._delay
+                if loop.time() < deadline:
+                    if self._timer is None:
+                        self._timer = loop.call_at(deadline, self._on_timer)
+                    return
+            self._cancel_timer()
+            self._launch(self._take_batch())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_group_full(self) -> bool:
+        group, rows = self._queue[0].group, 0
+        for request in self._queue:
+            if request.group == group and not request.future.done():
+                rows += len(request.inputs)
+                if rows >= self._max_rows:
+                    return True
+        return False
+
+    def _take_batch(self) -> list[_Request]:
+        """The oldest request plus every later one of its shape group that still fits.
+
+        A request over ``max_batch_size`` rows on its own is never split: it runs alone.
+        """
+        head = self._queue.popleft()
+        batch, rows, rest = [head], len(head.inputs), deque[_Request]()
+        for request in self._queue:
+            if request.future.done():
+                continue
+            size = len(request.inputs)
+            if request.group == head.group and rows + size <= self._max_rows:
+                batch.append(request)
+                rows += size
+            else:
+                rest.append(request)
+        self._queue = rest
+        return batch
+
+    def _launch(self, batch: list[_Request]) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._inflight += 1
+        notify(self._on_batch, sum(len(r.inputs) for r in batch))
+        try:
+            work = self._executor.submit(run_split, self._run_batch, [r.inputs for r in batch])
+        except RuntimeError as exc:
+            # The executor is shut down: fail this batch; the rest follow the same way.
+            self._finish(batch, None, exc)
+            return
+
+        def done(work: concurrent.futures.Future[list[np.ndarray]]) -> None:
+            outputs: list[np.ndarray] | None = None
+            error: BaseException | None = None
+            if work.cancelled():
+                error = BatcherClosed("the executor shut down before the batch ran")
+            elif (error := work.exception()) is None:
+                outputs = work.result()
+            # A closed loop has nobody left waiting for these results.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._finish, batch, outputs, error)
+
+        work.add_done_callback(done)
+
+    def _finish(
+        self,
+        batch: list[_Request],
+        outputs: list[np.ndarray] | None,
+        error: BaseException | None,
+    ) -> None:
+        for i, request in enumerate(batch):
+            if request.future.done():
+                continue
+            if outputs is not None:
+                request.future.set_result(outputs[i])
+            else:
+                request.future.set_exception(error or RuntimeError("the batch failed"))
+        # Keep the slot one more loop iteration: the callers woken above run first, and
+        # what they submit straight away joins the next batch. Dispatching right here
+        # would send the few requests already queued alone, and batches would alternate
+        # between tiny and large under steady load (measured: mean 16 instead of 32 rows
+        # at 32 clients).
+        assert self._loop is not None
+        self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        self._inflight -= 1
+        self._dispatch()
+
+    async def close(self) -> None:
+        """Refuse new requests, run the queued ones (without waiting for a fuller batch),
+        and return once the last batch has finished."""
+        self._closed = True
+        if self._loop is None or self._loop.is_closed():
+            return
+        if self._drained is None or self._drained.done():
+            self._drained = self._loop.create_future()
+        self._dispatch()
+        if self._inflight or self._queue:
+            await asyncio.shield(self._drained)
+
+
+class BatcherPool:
+    """One ``Batcher`` per model version (``spec.key``), its knobs taken from the spec.
+
+    ``run_batch(spec, batch)`` runs one batch of ``spec``'s model; looking the runtime up
+    there on every call (rather than capturing one) lets the runtime cache evict it.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[ServingSpec, np.ndarray], np.ndarray],
+        *,
+        executor: concurrent.futures.Executor,
+        on_batch: Callable[[int], None] | None = None,
+        max_inflight: int = 1,
+    ) -> None:
+        self._run_batch = run_batch
+        self._executor = executor
+        self._on_batch = on_batch
+        self._max_inflight = max_inflight
+        self._batchers: dict[str, Batcher] = {}
+
+    def __len__(self) -> int:
+        return len(self._batchers)
+
+    def get(self, spec: ServingSpec) -> Batcher:
+        batcher = self._batchers.get(spec.key)
+        if batcher is None:
+            batcher = self._batchers[spec.key] = Batcher(
+                partial(self._run_batch, spec),
+                max_batch_size=spec.max_batch_size,
+                max_delay_ms=spec.max_delay_ms,
+                executor=self._executor,
+                on_batch=self._on_batch,
+                max_inflight=self._max_inflight,
+            )
+        return batcher
+
+    async def close(self, key: str) -> None:
+        """Drain and forget one version's batcher."""
+        batcher = self._batchers.pop(key, None)
+        if batcher is not None:
+            await batcher.close()
+
+    async def close_all(self) -> None:
+        batchers, self._batchers = list(self._batchers.values()), {}
+        await asyncio.gather(*(batcher.close() for batcher in batchers))

@@ -1,0 +1,77 @@
+"""What task code needs in a worker process, built once per process from the settings.
+
+Embedded mode builds one inside the gateway; a Celery worker builds one per process after fork
+(``worker_process_init``), so no database engine or CUDA context crosses a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from aiaas.config import Settings
+from aiaas.db import Database
+from aiaas.metrics import Metrics
+from aiaas.serving.cache import RuntimeCache
+from aiaas.serving.device import select_device
+from aiaas.serving.runtime import ModelRuntime
+from aiaas.serving.spec import ServingSpec
+from aiaas.storage import ArtifactStore, open_store
+
+MB = 1024 * 1024
+
+# (job id, delay in seconds): deliver the job's webhook after the delay.
+WebhookScheduler = Callable[[str, float], None]
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    database: Database
+    store: ArtifactStore
+    device: torch.device
+    runtimes: RuntimeCache
+    metrics: Metrics
+    schedule_webhook: WebhookScheduler
+
+    def runtime(self, spec: ServingSpec) -> ModelRuntime:
+        runtime: ModelRuntime = self.runtimes.get(spec)
+        return runtime
+
+
+def build_context(
+    settings: Settings,
+    *,
+    metrics: Metrics,
+    schedule_webhook: WebhookScheduler,
+    database: Database | None = None,
+    store: ArtifactStore | None = None,
+) -> WorkerContext:
+    database = database or Database.from_url(settings.resolved_database_url)
+    store = store or open_store(settings.resolved_artifacts_url)
+    device = select_device(settings.device)
+    metrics.worker_device.labels(str(device)).set(1)
+
+    def load(spec: ServingSpec) -> ModelRuntime:
+        return ModelRuntime.load(
+            spec, store.get_bytes(spec.key), device=device, warmup=settings.worker_warmup
+        )
+
+    runtimes = RuntimeCache(
+        int(settings.worker_cache_mb * MB),
+        load,
+        on_hit=metrics.model_cache_hits.inc,
+        on_miss=metrics.model_cache_misses.inc,
+        on_bytes=metrics.model_cache_bytes.set,
+    )
+    return WorkerContext(
+        settings=settings,
+        database=database,
+        store=store,
+        device=device,
+        runtimes=runtimes,
+        metrics=metrics,
+        schedule_webhook=schedule_webhook,
+    )

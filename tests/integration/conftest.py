@@ -1,0 +1,150 @@
+"""A real distributed deployment for integration tests: a committed database (SQLite file or a
+fresh PostgreSQL database), the machine's Redis, a gateway app, and `aiaas worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from aiaas.config import Settings
+from aiaas.main import create_app
+from aiaas.migrate import upgrade
+from tests.conftest import Account, scratch_database
+from tests.helpers import PASSWORD
+
+SECRET = "integration-secret-integration-secret-0123"
+# A database number of its own: the suite flushes it and nothing else.
+TEST_REDIS_DB = 13
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start_worker(self, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+        log = tmp / f"worker-{len(self.workers)}.log"
+        handle = log.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aiaas", "worker", "--queues", "predict", *extra],
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        handle.close()
+        self.workers.append(process)
+        self.logs.append(log)
+        return process
+
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        log = self.logs[self.workers.index(process)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited:\n{log.read_text()}")
+            if b"ready." in log.read_bytes():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready:\n{log.read_text()}")
+
+    def stop_all(self) -> None:
+        for process in self.workers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    redis_url: str,
+    test_database_url: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp("deploy")
+    broker = redis_url.rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    redis.Redis.from_url(broker).flushdb()
+    scratch = scratch_database(test_database_url, tmp)
+    upgrade(scratch.url)
+    settings = Settings(
+        env="test",
+        var_dir=tmp / "var",
+        database_url=scratch.url,
+        artifacts_url=str(tmp / "artifacts"),
+        broker_url=broker,
+        secret_key=SecretStr(SECRET),
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        webhook_allow_private=True,
+        job_lease_s=4.0,
+        reconcile_interval_s=1.0,
+        requeue_after_s=30.0,
+        broker_visibility_timeout_s=8.0,
+        predict_timeout_s=20.0,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
+    env.update(
+        {
+            "AIAAS_ENV": "test",
+            "AIAAS_VAR_DIR": str(settings.var_dir),
+            "AIAAS_DATABASE_URL": scratch.url,
+            "AIAAS_ARTIFACTS_URL": str(settings.artifacts_url),
+            "AIAAS_BROKER_URL": broker,
+            "AIAAS_SECRET_KEY": SECRET,
+            "AIAAS_WEBHOOK_ALLOW_PRIVATE": "true",
+            "AIAAS_JOB_LEASE_S": "4",
+            "AIAAS_BROKER_VISIBILITY_TIMEOUT_S": "8",
+        }
+    )
+    deployment = Deployment(settings, env)
+    yield deployment
+    deployment.stop_all()
+    redis.Redis.from_url(broker).flushdb()
+    scratch.drop()
+
+
+@pytest.fixture(scope="module")
+def worker(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> subprocess.Popen[bytes]:
+    process = deployment.start_worker(tmp_path_factory.mktemp("worker"))
+    deployment.wait_ready(process)
+    return process
+
+
+@pytest.fixture
+def gateway(deployment: Deployment) -> Iterator[TestClient]:
+    with TestClient(create_app(deployment.settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def owner(gateway: TestClient) -> Account:
+    email = f"it-{uuid.uuid4().hex[:8]}@example.com"
+    assert (
+        gateway.post("/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code
+        == 201
+    )
+    token = gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+    return Account("", email, PASSWORD, token["access_token"])
+
+
+Waiter = Callable[[str], dict[str, object]]

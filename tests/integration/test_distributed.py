@@ -1,0 +1,276 @@
+"""The distributed mode end to end: gateway → Redis → a real `aiaas worker` process → results."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from aiaas.predictions import webhooks
+from tests.conftest import Account
+from tests.helpers import assert_problem
+from tests.integration.conftest import Deployment
+from tests.predictions.conftest import MLP_CONFIG, upload_version
+
+ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+
+
+def deploy_model(
+    gateway: TestClient,
+    owner: Account,
+    config: dict[str, Any] | None = None,
+    architecture: str = "mlp",
+) -> tuple[str, Any]:
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    created = gateway.post(
+        "/v1/models", json={"name": name, "task": "classification"}, headers=owner.headers
+    )
+    assert created.status_code == 201, created.text
+    module = upload_version(gateway, owner, name, architecture, config or MLP_CONFIG)
+    return name, module
+
+
+def wait_for(
+    gateway: TestClient, job_id: str, owner: Account, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = gateway.get(f"/v1/predictions/{job_id}", headers=owner.headers).json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+class Receiver:
+    """A local webhook listener that checks every signature."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.deliveries: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                valid = webhooks.verify(
+                    receiver.secret, body, self.headers[webhooks.SIGNATURE_HEADER]
+                )
+                with receiver.lock:
+                    if valid:
+                        receiver.deliveries.append(json.loads(body))
+                    else:
+                        receiver.bad_signatures += 1
+                self.send_response(204 if valid else 400)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(gateway: TestClient, owner: Account) -> Iterator[Receiver]:
+    secret = gateway.get("/v1/me", headers=owner.headers).json()["webhook_secret"]
+    r = Receiver(secret)
+    yield r
+    r.close()
+
+
+def test_sync_predict_runs_on_the_worker(
+    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+) -> None:
+    name, module = deploy_model(gateway, owner)
+    response = gateway.post(
+        f"/v1/models/{name}/predict", json={"inputs": ROWS.tolist()}, headers=owner.headers
+    )
+    assert response.status_code == 200, response.text
+    import torch
+
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(ROWS)).softmax(-1).numpy()
+    np.testing.assert_allclose(np.array(response.json()["outputs"]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_sync_requests_travel_as_fewer_batches(
+    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+) -> None:
+    name, module = deploy_model(gateway, owner)
+    url = f"/v1/models/{name}/predict"
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(40, 4)).astype(np.float32)
+    gateway.post(url, json={"inputs": [rows[0].tolist()]}, headers=owner.headers)  # warm caches
+    before = gateway.get("/metrics").text
+
+    def call(i: int) -> list[float]:
+        r = gateway.post(url, json={"inputs": [rows[i].tolist()]}, headers=owner.headers)
+        assert r.status_code == 200, r.text
+        out: list[float] = r.json()["outputs"][0]
+        return out
+
+    with ThreadPoolExecutor(40) as pool:
+        answers = np.array(list(pool.map(call, range(40))), dtype=np.float32)
+    after = gateway.get("/metrics").text
+
+    def count(text: str) -> float:
+        match = re.search(r"^aiaas_batch_size_count (\S+)$", text, re.M)
+        assert match
+        return float(match.group(1))
+
+    batches = count(after) - count(before)
+    assert batches < 40, f"{batches} tasks for 40 requests"
+    import torch
+
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(rows)).softmax(-1).numpy()
+    np.testing.assert_allclose(answers, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_async_job_with_signed_webhook(
+    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes], receiver: Receiver
+) -> None:
+    name, _ = deploy_model(gateway, owner)
+    job = gateway.post(
+        "/v1/predictions",
+        json={"model": name, "inputs": ROWS.tolist(), "webhook": receiver.url},
+        headers=owner.headers,
+    ).json()
+    done = wait_for(gateway, job["id"], owner)
+    assert done["status"] == "succeeded"
+    deadline = time.monotonic() + 20
+    while not receiver.deliveries and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert receiver.bad_signatures == 0
+    [delivered] = receiver.deliveries
+    assert delivered["id"] == job["id"]
+    assert delivered["outputs"] == done["outputs"]
+
+
+def test_idempotency_and_cancel(
+    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+) -> None:
+    name, _ = deploy_model(gateway, owner)
+    headers = {**owner.headers, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    body = {"model": name, "inputs": ROWS.tolist()}
+    first = gateway.post("/v1/predictions", json=body, headers=headers)
+    again = gateway.post("/v1/predictions", json=body, headers=headers)
+    assert again.status_code == first.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert_problem(
+        gateway.post("/v1/predictions", json={**body, "inputs": [[1, 1, 1, 1]]}, headers=headers),
+        409,
+    )
+    done = wait_for(gateway, first.json()["id"], owner)
+    assert done["status"] == "succeeded"
+    assert_problem(gateway.post(f"/v1/predictions/{done['id']}/cancel", headers=owner.headers), 409)
+
+
+def test_private_webhook_is_refused_by_the_address_check(
+    gateway: TestClient, owner: Account
+) -> None:
+    with pytest.raises(webhooks.WebhookRefused, match="private"):
+        webhooks.check_url(
+            "http://intranet.example/hook", allow_private=False, resolver=lambda h, p: ["10.0.0.8"]
+        )
+
+
+def test_sigkilled_worker_loses_no_job(
+    gateway: TestClient,
+    owner: Account,
+    deployment: Deployment,
+    worker: subprocess.Popen[bytes],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    # A deep LSTM over long sequences takes a second or more per job, so the kill lands mid-job.
+    config = {"cell": "lstm", "input_size": 1, "hidden_size": 256, "num_layers": 2,
+              "seq_len": 200, "output_dim": 3}  # fmt: skip
+    name, _ = deploy_model(gateway, owner, config, architecture="rnn")
+    inputs = np.random.default_rng(0).normal(size=(64, 200, 1)).astype(np.float32).tolist()
+    worker.send_signal(signal.SIGTERM)  # queue the jobs with no worker listening
+    worker.wait(timeout=30)
+    ids = []
+    for _ in range(4):
+        job = gateway.post(
+            "/v1/predictions",
+            json={"model": name, "inputs": inputs, "webhook": receiver.url},
+            headers=owner.headers,
+        )
+        assert job.status_code == 202, job.text
+        ids.append(job.json()["id"])
+
+    def states() -> list[str]:
+        return [
+            gateway.get(f"/v1/predictions/{i}", headers=owner.headers).json()["status"] for i in ids
+        ]
+
+    doomed = deployment.start_worker(tmp_path)
+    deployment.wait_ready(doomed)
+    deadline = time.monotonic() + 60
+    while "running" not in states():
+        assert time.monotonic() < deadline, "no job started"
+        time.sleep(0.02)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    at_kill = states()
+    assert "running" in at_kill, at_kill
+    assert "queued" in at_kill, at_kill
+
+    replacement = deployment.start_worker(tmp_path)
+    deployment.wait_ready(replacement)
+    finished = [wait_for(gateway, i, owner, timeout=120) for i in ids]
+    assert [j["status"] for j in finished] == ["succeeded"] * len(ids)
+    assert all(len(j["outputs"]) == 64 for j in finished)
+
+    deadline = time.monotonic() + 30
+    while len(receiver.deliveries) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)  # a duplicate, if any, would arrive now
+    delivered = Counter(d["id"] for d in receiver.deliveries)
+    assert delivered == Counter(ids), "each job is reported exactly once"
+    assert all(d["status"] == "succeeded" for d in receiver.deliveries)
+
+
+def test_worker_serves_its_own_metrics(
+    deployment: Deployment, gateway: TestClient, owner: Account, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = deployment.start_worker(tmp_path, "--metrics-port", str(port))
+    deployment.wait_ready(process)
+    name, _ = deploy_model(gateway, owner)
+    for _ in range(3):
+        r = gateway.post(
+            f"/v1/models/{name}/predict", json={"inputs": ROWS.tolist()}, headers=owner.headers
+        )
+        assert r.status_code == 200
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "aiaas_batch_size_count" in text
+    assert 'aiaas_worker_device{device="cpu"} 1.0' in text

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from aiaas.serving import Batcher, BatcherClosed
+
+T = TypeVar("T")
+
+
+def compute(x: np.ndarray) -> np.ndarray:
+    """A per-row toy model: batching must not change any row's result."""
+    flat = x.reshape(len(x), -1)
+    return np.stack([flat.sum(axis=1), flat.max(axis=1)], axis=1)
+
+
+class Recorder:
+    """``run_batch`` that records each batch's shape, can be held at a gate and fails on
+    negative inputs."""
+
+    def __init__(self, *, held: bool = False) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.gate = threading.Event()
+        if not held:
+            self.gate.set()
+        self.entered = threading.Semaphore(0)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.shapes.append(batch.shape)
+        self.entered.release()
+        assert self.gate.wait(10)
+        if (batch < 0).any():
+            raise ValueError("negative input")
+        return compute(batch)
+
+    @property
+    def rows(self) -> list[int]:
+        return [shape[0] for shape in self.shapes]
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout=20))
+
+
+def rows(value: float, n: int = 1, shape: tuple[int, ...] = (4,)) -> np.ndarray:
+    return np.full((n, *shape), value, dtype=np.float32)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
+
+
+async def hold(batcher: Batcher, recorder: Recorder) -> asyncio.Task[np.ndarray]:
+    """Start a request whose batch blocks at the gate, so that later ones queue."""
+    blocker = asyncio.ensure_future(batcher.submit(rows(100.0)))
+    await asyncio.to_thread(recorder.entered.acquire)
+    return blocker
+
+
+def test_concurrent_requests_are_batched(executor: ThreadPoolExecutor) -> None:
+    recorder, batches = Recorder(), list[int]()
+    batcher = Batcher(
+        recorder, max_batch_size=64, max_delay_ms=0, executor=executor, on_batch=batches.append
+    )
+    inputs = [rows(float(i)) for i in range(64)]
+
+    async def main() -> list[np.ndarray]:
+        return await asyncio.gather(*(batcher.submit(x) for x in inputs))
+
+    results = run(main())
+    assert len(recorder.shapes) < 64
+    assert sum(recorder.rows) == 64
+    assert batches == recorder.rows
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, compute(x))
+
+
+def test_each_request_gets_exactly_its_rows(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    inputs = [rows(1.0), rows(2.0, 3), rows(3.0), rows(4.0, 2)]
+    inputs[1][1] = 7.0  # rows of one request differ too
+
+    async def main() -> list[np.ndarray]:
+        blocker = await hold(batcher, recorder)
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]
+        await until(lambda: batcher.queued == len(inputs))
+        recorder.gate.set()
+        await blocker
+        return await asyncio.gather(*tasks)
+
+    results = run(main())
+    assert recorder.rows == [1, 7]
+    for x, result in zip(inputs, results, strict=True):
+        assert result.shape == (len(x), 2)
+        np.testing.assert_array_equal(result, compute(x))
+
+
+def test_at_concurrency_one_every_request_is_its_own_batch(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+
+    async def main() -> None:
+        for i in range(20):
+            np.testing.assert_array_equal(await batcher.submit(rows(i)), compute(rows(i)))
+
+    run(main())
+    assert recorder.rows == [1] * 20
+
+
+def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+
+    async def main() -> list[np.ndarray | BaseException]:
+        blocker = await hold(batcher, recorder)
+        tasks = [
+            asyncio.ensure_future(batcher.submit(x))
+            for x in (rows(-1.0, shape=(3,)), rows(1.0, shape=(3,)), rows(2.0), rows(3.0))
+        ]
+        await until(lambda: batcher.queued == 4)
+        recorder.gate.set()
+        await blocker
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes.append(await batcher.submit(rows(5.0)))
+        return outcomes
+
+    bad, stacked_with_bad, good, other_good, later = run(main())
+    assert isinstance(bad, ValueError)
+    assert isinstance(stacked_with_bad, ValueError)
+    np.testing.assert_array_equal(good, compute(rows(2.0)))
+    np.testing.assert_array_equal(other_good, compute(rows(3.0)))
+    np.testing.assert_array_equal(later, compute(rows(5.0)))
+    assert recorder.rows == [1, 2, 2, 1]
+
+
+def test_differing_trailing_shapes_are_never_stacked(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    inputs = [rows(float(i), shape=(5 if i % 2 else 7, 2)) for i in range(10)]
+
+    async def main() -> list[np.ndarray]:
+        blocker = await hold(batcher, recorder)
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]
+        await until(lambda: batcher.queued == len(inputs))
+        recorder.gate.set()
+        await blocker
+        return await asyncio.gather(*tasks)
+
+    results = run(main())
+    assert sorted(recorder.shapes[1:]) == [(5, 5, 2), (5, 7, 2)]
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, compute(x))
+
+
+def test_max_batch_size_is_respected_and_big_requests_are_not_split(
+    executor: ThreadPoolExecutor,
+) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=8, max_delay_ms=0, executor=executor)
+    inputs = [rows(float(i)) for i in range(30)] + [rows(99.0, 20)] + [rows(7.0, 3)]
+
+    async def main() -> list[np.ndarray]:
+        blocker = await hold(batcher, recorder)
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]
+        await until(lambda: batcher.queued == len(inputs))
+        recorder.gate.set()
+        await blocker
+        return await asyncio.gather(*tasks)
+
+    results = run(main())
+    # Oldest first; the 20-row request runs whole and on its own.
+    assert recorder.rows[1:] == [8, 8, 8, 6, 20, 3]
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, compute(x))
+
+
+def test_a_cancelled_request_does_not_break_the_others(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+
+    async def main() -> None:
+        blocker = await hold(batcher, recorder)
+        tasks = [asyncio.ensure_future(batcher.submit(rows(float(i)))) for i in range(3)]
+        await until(lambda: batcher.queued == 3)
+        tasks[1].cancel()
+        blocker.cancel()  # its batch is already computing
+        recorder.gate.set()
+        np.testing.assert_array_equal(await tasks[0], compute(rows(0.0)))
+        np.testing.assert_array_equal(await tasks[2], compute(rows(2.0)))
+        for cancelled in (tasks[1], blocker):
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+        np.testing.assert_array_equal(await batcher.submit(rows(9.0)), compute(rows(9.0)))
+
+    run(main())
+    assert recorder.rows == [1, 2, 1]
+
+
+def test_max_delay_waits_for_more_rows(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=200, executor=executor)
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.submit(rows(float(i))) for i in range(3)))
+
+    run(main())
+    assert recorder.rows == [3]
+
+
+def test_a_full_batch_does_not_wait_for_the_delay(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    # An hour: the test's 20 s timeout fails it if a full batch waited for the delay.
+    batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=3_600_000, executor=executor)
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.submit(rows(float(i), 2)) for i in range(2)))
+
+    run(main())
+    assert recorder.rows == [4]
+
+
+def test_close_drains_the_queue_and_refuses_new_requests(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=3_600_000, executor=executor)
+
+    async def main() -> list[np.ndarray]:
+        tasks = [asyncio.ensure_future(batcher.submit(rows(float(i)))) for i in range(3)]
+        await until(lambda: batcher.queued == 3)
+        closing = asyncio.ensure_future(batcher.close())
+        await asyncio.to_thread(recorder.entered.acquire)
+        with pytest.raises(BatcherClosed):
+            await batcher.submit(rows(0.0))
+        recorder.gate.set()
+        await closing
+        assert batcher.inflight == 0
+        return [task.result() for task in tasks]
+
+    results = run(main())
+    assert recorder.rows == [3]
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result, compute(rows(float(i))))
+
+
+def test_a_shut_down_executor_fails_requests_instead_of_hanging() -> None:
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=pool)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="shutdown"):
+            await batcher.submit(rows(1.0))
+
+    run(main())
+
+
+def test_wrong_output_rows_fail_the_batch(executor: ThreadPoolExecutor) -> None:
+    batcher = Batcher(lambda x: x[:1], max_batch_size=8, max_delay_ms=0, executor=executor)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="for a batch of 2 rows"):
+            await batcher.submit(rows(1.0, 2))
+
+    run(main())
+
+
+def test_empty_requests_are_refused(executor: ThreadPoolExecutor) -> None:
+    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="at least one row"):
+            await batcher.submit(np.zeros((0, 4), dtype=np.float32))
+
+    run(main())
+
+
+def test_several_batches_in_flight() -> None:
+    recorder = Recorder(held=True)
+    with ThreadPoolExecutor(2) as pool:
+        batcher = Batcher(recorder, max_batch_size=8, max_delay_ms=0, executor=pool, max_inflight=2)
+
+        async def main() -> None:
+            first = asyncio.ensure_future(batcher.submit(rows(1.0)))
+            second = asyncio.ensure_future(batcher.submit(rows(2.0)))
+            for _ in range(2):  # both batches reach run_batch before either finishes
+                await asyncio.to_thread(recorder.entered.acquire)
+            third = asyncio.ensure_future(batcher.submit(rows(3.0)))
+            await until(lambda: batcher.queued == 1)
+            recorder.gate.set()
+            for task, value in ((first, 1.0), (second, 2.0), (third, 3.0)):
+                np.testing.assert_array_equal(await task, compute(rows(value)))
+
+        run(main())
+    assert recorder.rows == [1, 1, 1]
+
+
+def test_a_batcher_outlives_its_event_loop(executor: ThreadPoolExecutor) -> None:
+    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
+    for value in (1.0, 2.0):
+        np.testing.assert_array_equal(run(batcher.submit(rows(value))), compute(rows(value)))

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aiaas.ml.errors import NotSafetensors, WeightsMismatch
+from aiaas.ml.weights import save_safetensors
+from aiaas.serving import ModelRuntime
+from aiaas.serving.runtime import postprocess
+from tests.serving.helpers import load_runtime, make_module, make_spec, sample_shape
+
+CPU = torch.device("cpu")
+
+
+def _direct(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out: np.ndarray = module(torch.from_numpy(x)).numpy()
+    return out
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn", "rnn"])
+def test_classification_matches_the_module(architecture: str) -> None:
+    spec = make_spec(architecture)
+    runtime, module = load_runtime(spec)
+    x = np.random.default_rng(0).standard_normal((5, *sample_shape(spec))).astype(np.float32)
+    got = runtime.predict(x)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).softmax(-1).numpy()
+    assert got.dtype == np.float32
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_regression_returns_raw_values() -> None:
+    spec = make_spec("mlp", task="regression")
+    runtime, module = load_runtime(spec)
+    x = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)
+    got = runtime.predict(x)
+    np.testing.assert_allclose(got, _direct(module, x), rtol=0, atol=1e-6)
+    assert runtime.postprocess(got) == got.tolist()
+
+
+def test_postprocess_maps_the_argmax_to_labels() -> None:
+    labels = tuple(f"class-{i}" for i in range(10))
+    spec = make_spec("mlp", labels=labels)
+    runtime, _ = load_runtime(spec)
+    outputs = np.zeros((3, 10), dtype=np.float32)
+    outputs[[0, 1, 2], [7, 0, 9]] = 1.0
+    assert runtime.postprocess(outputs) == ["class-7", "class-0", "class-9"]
+    assert postprocess(make_spec("mlp"), outputs) == [7, 0, 9]
+
+
+def test_nbytes_counts_parameters_and_buffers() -> None:
+    runtime, module = load_runtime(make_spec("cnn"))
+    expected = sum(p.numel() * 4 for p in module.parameters())
+    assert runtime.nbytes == expected > 0
+    assert runtime.device == CPU
+
+
+def test_variable_length_rnn_on_two_lengths() -> None:
+    config = {"cell": "lstm", "input_size": 3, "hidden_size": 8, "seq_len": None, "output_dim": 2}
+    spec = make_spec("rnn", config, task="regression")
+    assert spec.input_shape == (None, 3)
+    runtime, module = load_runtime(spec)
+    rng = np.random.default_rng(2)
+    for length in (4, 17):
+        x = rng.standard_normal((2, length, 3)).astype(np.float32)
+        np.testing.assert_allclose(runtime.predict(x), _direct(module, x), rtol=0, atol=1e-6)
+
+
+def test_read_only_input_is_accepted() -> None:
+    runtime, module = load_runtime(make_spec("mlp", task="regression"))
+    x = np.arange(128, dtype=np.float32).reshape(2, 64) / 128
+    frozen = np.frombuffer(x.tobytes(), dtype=np.float32).reshape(2, 64)
+    assert not frozen.flags.writeable
+    np.testing.assert_allclose(runtime.predict(frozen), _direct(module, x), atol=1e-6)
+
+
+def test_float64_input_is_cast() -> None:
+    runtime, _ = load_runtime(make_spec("mlp"))
+    x = np.random.default_rng(3).standard_normal((2, 64))
+    np.testing.assert_allclose(runtime.predict(x), runtime.predict(x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("shape", [(64,), (2, 63), (0, 64), (2, 64, 1)])
+def test_wrong_input_shapes_are_refused(shape: tuple[int, ...]) -> None:
+    runtime, _ = load_runtime(make_spec("mlp"))
+    with pytest.raises(ValueError, match="batch"):
+        runtime.predict(np.zeros(shape, dtype=np.float32))
+
+
+def test_loading_sets_eval_mode_without_gradients() -> None:
+    config = {"input_dim": 4, "hidden": [16], "output_dim": 2, "dropout": 0.5}
+    runtime, _ = load_runtime(make_spec("mlp", config))
+    assert not runtime.module.training
+    assert not any(p.requires_grad for p in runtime.module.parameters())
+    x = np.ones((4, 4), dtype=np.float32)
+    # Dropout would make two forwards differ if the module were still training.
+    np.testing.assert_array_equal(runtime.predict(x), runtime.predict(x))
+
+
+def test_weights_of_another_model_are_refused() -> None:
+    spec = make_spec("mlp")
+    other = make_module(make_spec("cnn"))
+    with pytest.raises(WeightsMismatch):
+        ModelRuntime.load(spec, save_safetensors(other), device=CPU)
+    with pytest.raises(NotSafetensors):
+        ModelRuntime.load(spec, b"not a model", device=CPU)
+
+
+def test_label_count_must_match_the_outputs() -> None:
+    spec = make_spec("mlp", labels=("a", "b"))
+    with pytest.raises(ValueError, match="2 labels"):
+        load_runtime(spec, module=make_module(make_spec("mlp")))
+
+
+def test_without_warmup() -> None:
+    spec = make_spec("rnn")
+    module = make_module(spec)
+    runtime = ModelRuntime.load(spec, save_safetensors(module), device=CPU, warmup=False)
+    x = np.zeros((1, 50, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        runtime.predict(x), torch.from_numpy(_direct(module, x)).softmax(-1).numpy(), atol=1e-6
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("architecture", ["mlp", "cnn", "rnn"])
+def test_cuda_matches_cpu(architecture: str) -> None:
+    spec = make_spec(architecture)
+    module = make_module(spec)
+    weights = save_safetensors(module)
+    cpu = ModelRuntime.load(spec, weights, device=CPU)
+    gpu = ModelRuntime.load(spec, weights, device=torch.device("cuda"))
+    assert gpu.device.type == "cuda"
+    rng = np.random.default_rng(4)
+    for rows in (1, 32, 512):
+        x = rng.standard_normal((rows, *sample_shape(spec))).astype(np.float32)
+        out = gpu.predict(x)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, cpu.predict(x), rtol=0, atol=1e-4)
