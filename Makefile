@@ -46,8 +46,19 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The prediction benchmark (bench/README.md): BENCH_ARGS=--quick for 3 s runs, --only NAME.
+# LitServe gets a venv of its own; if it cannot be installed the bench reports it unavailable.
+LITSERVE_VENV := bench/.venv-litserve
+BENCH_ARGS ?=
 bench: install
-	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(PY) $$b; done || echo "no benchmarks yet"
+	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	@test -f $(LITSERVE_VENV)/.installed || { \
+		rm -rf $(LITSERVE_VENV) && $(PYTHON) -m venv $(LITSERVE_VENV) \
+		&& $(LITSERVE_VENV)/bin/pip install --quiet torch==2.13.0 \
+		&& $(LITSERVE_VENV)/bin/pip install --quiet litserve numpy safetensors \
+		&& touch $(LITSERVE_VENV)/.installed; \
+	} || { echo "LitServe could not be installed: reported as unavailable"; rm -rf $(LITSERVE_VENV); }
+	$(PY) bench/predict.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

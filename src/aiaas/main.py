@@ -24,6 +24,7 @@ from aiaas.metrics import Metrics
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware
 from aiaas.operations.routes import router as operations_router
 from aiaas.predictions.directory import ModelDirectory
+from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
 from aiaas.registry.routes import router as registry_router
@@ -132,13 +133,14 @@ def create_app(
     app.state.store = store
     app.state.events = bus
     app.state.dispatcher = dispatcher
-    app.state.predict_path = PredictPath(
+    predict_path = PredictPath(
         settings=settings,
         credentials=credentials,
         directory=directory,
         dispatcher=dispatcher,
         metrics=metrics,
     )
+    app.state.predict_path = predict_path
 
     install_error_handlers(app)
     app.include_router(operations_router)
@@ -148,6 +150,9 @@ def create_app(
 
     # Last added runs first: metrics see every response, the 413s included.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
+    app.add_middleware(
+        PredictFastLane, path=predict_path, max_body=int(settings.max_request_mb * MB)
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

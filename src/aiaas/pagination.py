@@ -89,9 +89,7 @@ def split_page(rows: Sequence[Row], params: PageParams) -> tuple[Sequence[Row], 
     return rows, None
 
 
-def fetch_page(
-    session: Session, stmt: Select[T], params: PageParams
-) -> tuple[list[T], str | None]:
+def fetch_page(session: Session, stmt: Select[T], params: PageParams) -> tuple[list[T], str | None]:
     """One page of ``stmt``'s entity (which has ``created_at`` and ``id``), newest first."""
     entity = stmt.column_descriptions[0]["entity"]
     paged = paginate(stmt, created_at=entity.created_at, id_=entity.id, params=params)

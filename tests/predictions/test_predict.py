@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -276,3 +276,44 @@ def test_batching_knobs_are_set_per_version(
         ).status_code
         == 200
     )
+
+
+def test_predict_requests_are_counted_under_the_route_template(
+    client: TestClient, deploy: Deploy
+) -> None:
+    model = deploy()
+    body = {"inputs": ROWS.tolist()}
+    client.post(f"/v1/models/{model.name}/predict", json=body, headers=model.headers)
+    client.post("/v1/models/other-name/predict", json=body, headers=model.headers)
+    text = client.get("/metrics").text
+    assert (
+        'aiaas_http_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"}'
+        in text
+    )
+    assert 'route="/v1/models/{name}/predict",status="404"' in text
+    assert "other-name" not in text.split("aiaas_predictions_total")[0]
+
+
+def test_chunked_predict_body_over_the_limit_is_413(client: TestClient, deploy: Deploy) -> None:
+    model = deploy()
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"inputs": ['
+        for _ in range(9 * 16):
+            yield b"0.0," * 16384
+        yield b"0.0]}"
+
+    response = client.post(
+        f"/v1/models/{model.name}/predict",
+        content=chunks(),
+        headers={**model.headers, "Content-Type": "application/json"},
+    )
+    assert "content-length" not in response.request.headers
+    assert_problem(response, 413)
+
+
+def test_paths_that_only_look_like_predict_fall_through(client: TestClient, deploy: Deploy) -> None:
+    model = deploy()
+    response = client.post("/v1/models/a/b/predict", json={}, headers=model.headers)
+    assert_problem(response, 404)
+    assert_problem(client.get(f"/v1/models/{model.name}/predict", headers=model.headers), 405)

@@ -1,8 +1,9 @@
 """Authentication for the hot path: a short-lived cache in front of ``service.authenticate``.
 
-A prediction request must not pay a database round trip to check its API key. Entries live a
-few seconds; revoking a key drops its entry at once in this process (``events.API_KEY_REVOKED``),
-so the next request with it is refused.
+A prediction request must not pay a database round trip to check its API key. Entries are
+trusted for ``AIAAS_AUTH_CACHE_TTL_S`` and refreshed in the background after that; revoking a
+key drops its entry at once in this process (``events.API_KEY_REVOKED``), so the next request
+with it is refused here, and other gateways see it within about twice the TTL.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from aiaas.accounts import security, service
+from aiaas.caching import RefreshingCache
 from aiaas.db import Database
 from aiaas.errors import MissingScope, Unauthenticated
 
@@ -32,34 +34,29 @@ class Caller:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class _Checked:
     caller: Caller
-    fresh_until: float
-    expires_at: float | None  # wall clock (epoch seconds) of the key's own expiry
+    expires_at: float | None  # epoch seconds of the key's or token's own expiry
 
 
 class CredentialCache:
     def __init__(self, database: Database, *, secret: str, ttl_s: float = 5.0) -> None:
         self._database = database
         self._secret = secret
-        self._ttl_s = ttl_s
-        self._entries: dict[str, _Entry] = {}
+        self._cache: RefreshingCache[str, _Checked] = RefreshingCache(ttl_s=ttl_s)
         self._by_key_id: dict[uuid.UUID, str] = {}
         self._lock = threading.Lock()
 
-    def cached(self, credential: str) -> Caller | None:
-        """The caller if this credential was checked recently; None means ask ``authenticate``."""
-        entry = self._entries.get(credential)
-        if entry is None or entry.fresh_until < time.monotonic():
-            return None
-        if entry.expires_at is not None and entry.expires_at <= time.time():
-            return None
-        return entry.caller
-
-    def authenticate(self, credential: str | None) -> Caller:
-        """Check against the database (blocking: call from a worker thread) and remember."""
+    async def caller(self, credential: str | None) -> Caller:
         if not credential:
             raise Unauthenticated("Send 'Authorization: Bearer <token or API key>'.")
+        checked = await self._cache.get(credential, lambda: self._check(credential))
+        if checked.expires_at is not None and checked.expires_at <= time.time():
+            self._cache.forget(lambda k: k == credential)
+            raise Unauthenticated("The credential has expired.")
+        return checked.caller
+
+    def _check(self, credential: str) -> _Checked:
         with self._database.session() as session:
             principal = service.authenticate(session, credential=credential, secret=self._secret)
             key = principal.api_key
@@ -73,23 +70,13 @@ class CredentialCache:
                 expires = security.token_expiry(credential, secret=self._secret)
             else:
                 expires = key.expires_at.timestamp() if key.expires_at else None
-        entry = _Entry(caller, time.monotonic() + self._ttl_s, expires)
-        with self._lock:
-            if len(self._entries) > 100_000:  # bound memory against credential stuffing
-                self._entries.clear()
-                self._by_key_id.clear()
-            self._entries[credential] = entry
-            if caller.api_key_id is not None:
-                self._by_key_id[caller.api_key_id] = credential
-        return caller
+        if key is not None:
+            with self._lock:
+                self._by_key_id[key.id] = credential
+        return _Checked(caller, expires)
 
     def forget_key(self, key_id: str) -> None:
         with self._lock:
             credential = self._by_key_id.pop(uuid.UUID(key_id), None)
-            if credential is not None:
-                self._entries.pop(credential, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._by_key_id.clear()
+        if credential is not None:
+            self._cache.forget(lambda k: k == credential)

@@ -7,13 +7,12 @@ the cached data. Registry changes drop the model's entries at once in this proce
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from aiaas.caching import RefreshingCache
 from aiaas.db import Database
 from aiaas.errors import NotFound
 from aiaas.registry import versions
@@ -37,12 +36,6 @@ class ResolvedVersion:
         return self.public or self.owner_id == user_id
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    value: ResolvedVersion
-    fresh_until: float
-
-
 class ModelDirectory:
     def __init__(
         self,
@@ -53,25 +46,22 @@ class ModelDirectory:
         default_max_delay_ms: float,
     ) -> None:
         self._database = database
-        self._ttl_s = ttl_s
         self._default_batch = default_max_batch_size
         self._default_delay = default_max_delay_ms
-        self._entries: dict[tuple[str, str | None], _Entry] = {}
-        self._lock = threading.Lock()
+        self._cache: RefreshingCache[tuple[str, str | None], ResolvedVersion] = RefreshingCache(
+            ttl_s=ttl_s
+        )
 
-    def cached(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion | None:
-        entry = self._entries.get((name, ref))
-        if entry is None or entry.fresh_until < time.monotonic():
-            return None
-        if not entry.value.visible_to(user_id):
+    async def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
+        found = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
+        if not found.visible_to(user_id):
             raise NotFound(f"No model named '{name}'.")
-        return entry.value
+        return found
 
-    def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
-        """Look the version up in the database (blocking: call from a worker thread)."""
+    def _lookup(self, name: str, ref: str | None) -> ResolvedVersion:
         with self._database.session() as session:
             model = session.scalar(select(Model).where(Model.name == name))
-            if model is None or (model.owner_id != user_id and model.visibility != "public"):
+            if model is None:
                 raise NotFound(f"No model named '{name}'.")
             if ref is None:
                 alias = session.get(ModelAlias, (model.id, DEFAULT_ALIAS))
@@ -79,7 +69,7 @@ class ModelDirectory:
             else:
                 ref_used = ref
             found = versions.resolve_version(session, model=model, ref=ref_used)
-            resolved = ResolvedVersion(
+            return ResolvedVersion(
                 model_id=model.id,
                 model=model.name,
                 owner_id=model.owner_id,
@@ -94,15 +84,6 @@ class ModelDirectory:
                     default_max_delay_ms=self._default_delay,
                 ),
             )
-        with self._lock:
-            self._entries[(name, ref)] = _Entry(resolved, time.monotonic() + self._ttl_s)
-        return resolved
 
     def forget(self, name: str) -> None:
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == name]:
-                del self._entries[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._cache.forget(lambda key: key[0] == name)

@@ -1,0 +1,1 @@
+"""Reference servers the platform is measured against, each written the obvious way."""

@@ -1,0 +1,135 @@
+"""``POST /v1/models/{name}/predict`` served straight from ASGI.
+
+The route in ``routes.py`` documents the interface and serves it when this lane is not
+installed; under load, FastAPI's routing, dependency and middleware layers cost more than the
+whole prediction (see docs/performance.md), so the gateway answers this one path here with the
+same ``PredictPath`` and the same problem documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aiaas.errors import AppError, PayloadTooLarge, problem_response
+from aiaas.predictions.sync import JSON, NPY, PredictPath
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/v1/models/"
+SUFFIX = "/predict"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTemplate:
+    """What the metrics middleware reads from ``scope["route"]``."""
+
+    path: str
+
+
+PREDICT_ROUTE = RouteTemplate(PREFIX + "{name}" + SUFFIX)
+
+
+class PredictFastLane:
+    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int) -> None:
+        self.app = app
+        self.path = path
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        url: str = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not url.startswith(PREFIX)
+            or not url.endswith(SUFFIX)
+        ):
+            await self.app(scope, receive, send)
+            return
+        name = url[len(PREFIX) : -len(SUFFIX)]
+        if not name or "/" in name:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = PREDICT_ROUTE
+        try:
+            await self._serve(scope, name, receive, send)
+        except _ClientGone:
+            return
+        except AppError as error:
+            await problem_response(error, url)(scope, receive, send)
+        except Exception:
+            log.exception("unhandled error on POST %s", url)
+            await problem_response(AppError("The server failed to handle this request."))(
+                scope, receive, send
+            )
+
+    async def _serve(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
+        authorization = content_type = accept = None
+        declared = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                authorization = value.decode("latin-1")
+            elif key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"accept":
+                accept = value.decode("latin-1")
+            elif key == b"content-length":
+                declared = value
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _too_large(self.max_body)
+        body = await _read_body(receive, self.max_body)
+        ref = None
+        if scope["query_string"]:
+            values = parse_qs(scope["query_string"].decode("latin-1")).get("version")
+            ref = values[-1] if values else None
+        result = await self.path.predict(
+            name=name,
+            ref=ref,
+            authorization=authorization,
+            content_type=content_type,
+            body=body,
+        )
+        if accept is not None and NPY in accept:
+            payload = result.to_npy()
+            headers = [
+                (b"content-type", NPY.encode()),
+                (b"aiaas-prediction-id", result.id.encode()),
+                (b"aiaas-model", result.resolved.model.encode()),
+                (b"aiaas-version", str(result.resolved.version).encode()),
+            ]
+        else:
+            payload = result.to_json()
+            headers = [(b"content-type", JSON.encode())]
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Message = await receive()
+        if message["type"] != "http.request":
+            # The client went away; nothing is left to answer.
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is over the limit of {limit} bytes for this route.", limit_bytes=limit
+    )
