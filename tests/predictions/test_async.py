@@ -38,8 +38,13 @@ def committed_url(
 
 @pytest.fixture
 def client(settings: Settings, committed_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    # The app's own reconciler stays out of the way of the test that drives one by hand.
     live = settings.model_copy(
-        update={"database_url": committed_url, "webhook_allow_private": True}
+        update={
+            "database_url": committed_url,
+            "webhook_allow_private": True,
+            "reconcile_interval_s": 3600.0,
+        }
     )
     with TestClient(create_app(live)) as test_client:
         yield test_client
@@ -263,3 +268,45 @@ def test_signature_format() -> None:
 
 
 Factory = Callable[..., Any]
+
+
+def test_reconciler_republishes_a_stale_job_once_per_period(
+    client: TestClient, owner: Account, model_name: str, committed_url: str
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from aiaas.db import Database, utcnow
+    from aiaas.predictions import tasks
+    from aiaas.predictions.models import Prediction
+
+    job = client.post(
+        "/v1/predictions", json={"model": model_name, "inputs": [ROW]}, headers=owner.headers
+    ).json()
+    wait_for(client, job["id"], owner.headers)
+    database = Database.from_url(committed_url)
+    try:
+        with database.session() as session:
+            # As if the broker lost the message an hour ago, and as if a worker died holding it.
+            session.execute(
+                update(Prediction)
+                .where(Prediction.id == uuid.UUID(job["id"]))
+                .values(status="queued", dispatched_at=utcnow() - timedelta(hours=1))
+            )
+            session.commit()
+        first = tasks.stale_jobs(database, requeue_after_s=60)
+        again = tasks.stale_jobs(database, requeue_after_s=60)
+        assert job["id"] in first
+        assert job["id"] not in again
+        with database.session() as session:
+            session.execute(
+                update(Prediction)
+                .where(Prediction.id == uuid.UUID(job["id"]))
+                .values(status="running", lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+            session.commit()
+        assert job["id"] in tasks.stale_jobs(database, requeue_after_s=60)
+        assert job["id"] not in tasks.stale_jobs(database, requeue_after_s=60)
+    finally:
+        database.dispose()

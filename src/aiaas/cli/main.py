@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import getpass
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -82,11 +83,18 @@ def worker(
     from prometheus_client import start_http_server
 
     from aiaas.config import get_settings
-    from aiaas.worker import tasks
+    from aiaas.worker import supervisor, tasks
     from aiaas.worker.celery_app import create_celery
 
     settings = get_settings()
+    if not supervisor.is_child():
+        raise typer.Exit(supervisor.supervise([sys.executable, "-m", "aiaas", *sys.argv[1:]]))
     celery = create_celery(settings)
+    assert settings.broker_url
+    supervisor.start_broker_watchdog(settings.broker_url, timeout_s=settings.broker_timeout_s)
+    if concurrency == 1:
+        # Build the context now: a bad AIAAS_DEVICE fails at start, and the device metric shows.
+        tasks.context()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host, registry=tasks.worker_metrics().registry)
     pool = "solo" if concurrency == 1 else "prefork"

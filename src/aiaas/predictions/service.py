@@ -98,6 +98,7 @@ def create_job(
                 errors=[{"loc": ["body", "webhook"], "msg": str(exc)}],
             ) from None
 
+    now = utcnow()
     job = Prediction(
         owner_id=owner.id,
         model_id=model.id,
@@ -109,7 +110,8 @@ def create_job(
         idempotency_key=idempotency_key,
         request_hash=body_hash,
         webhook_url=str(spec.webhook) if spec.webhook else None,
-        created_at=utcnow(),
+        created_at=now,
+        dispatched_at=now,
     )
     if batch.nbytes > INLINE_INPUT_BYTES:
         job.inputs_sha256 = store.put_bytes(encode_npy(batch)).sha256

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import numpy as np
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from aiaas.accounts.models import User
 from aiaas.db import Database, utcnow
@@ -83,6 +83,9 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
             else None
         )
         model_name, number, webhook = job.model_name, job.version, job.webhook_url
+        ctx.metrics.prediction_latency.labels("queue").observe(
+            max((utcnow() - job.created_at).total_seconds(), 0.0)
+        )
         inputs: np.ndarray | None = None
         load_error: Exception | None = None
         try:
@@ -92,6 +95,7 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
 
     values: dict[str, object]
     start = time.perf_counter()
+    ctx.metrics.jobs_in_flight.inc()
     try:
         if spec is None:
             raise LookupError("the model version was deleted")
@@ -108,6 +112,8 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     except Exception as exc:
         log.warning("prediction %s failed: %s", job_id, exc)
         values = {"status": FAILED, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        ctx.metrics.jobs_in_flight.dec()
     compute = time.perf_counter() - start
     ctx.metrics.prediction_latency.labels("compute").observe(compute)
 
@@ -159,18 +165,32 @@ def deliver_webhook(ctx: WorkerContext, job_id: str) -> bool:
 
 
 def stale_jobs(database: Database, *, requeue_after_s: float) -> list[str]:
-    """Jobs to hand out again: running past their lease (the worker vanished), or queued for
-    long enough that the broker has probably lost the message."""
+    """Take the jobs to publish again: running past their lease (the worker vanished), or
+    queued and last published more than ``requeue_after_s`` ago (the broker lost the message).
+
+    Each one is put back to queued with ``dispatched_at`` set to now, in a compare-and-set
+    update, so the next pass, of this gateway or another, leaves it alone until it is stale
+    again: a long backlog is not published twice over.
+    """
     now = utcnow()
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    stale = or_(
+        (Prediction.status == RUNNING) & (Prediction.lease_expires_at < now),
+        (Prediction.status == QUEUED)
+        & (func.coalesce(Prediction.dispatched_at, Prediction.created_at) <= cutoff),
+    )
+    taken: list[str] = []
     with database.session() as session:
-        rows = session.scalars(
-            select(Prediction.id).where(
-                Prediction.kind == "async",
-                or_(
-                    (Prediction.status == RUNNING) & (Prediction.lease_expires_at < now),
-                    (Prediction.status == QUEUED)
-                    & (Prediction.created_at < now - timedelta(seconds=requeue_after_s)),
-                ),
-            )
+        candidates = list(
+            session.scalars(select(Prediction.id).where(Prediction.kind == "async", stale))
         )
-        return [str(r) for r in rows]
+        for ident in candidates:
+            result = session.execute(
+                update(Prediction)
+                .where(Prediction.id == ident, stale)
+                .values(status=QUEUED, dispatched_at=now, lease_expires_at=None)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                taken.append(str(ident))
+        session.commit()
+    return taken

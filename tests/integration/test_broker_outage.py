@@ -1,0 +1,207 @@
+"""A broker restart under load: 503 problems while Redis is down, recovery without help after.
+
+The test runs a Redis server of its own on a free loopback port, so stopping it disturbs
+nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from aiaas.config import Settings
+from aiaas.main import create_app
+from aiaas.migrate import upgrade
+from tests.conftest import Account, scratch_database
+from tests.helpers import PASSWORD
+from tests.predictions.conftest import MLP_CONFIG, upload_version
+
+SECRET = "outage-secret-outage-secret-outage-secret"
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is needed"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def outage_setup(
+    redis_url: str, test_database_url: str | None, tmp_path: Path
+) -> Iterator[tuple[Settings, RedisServer, subprocess.Popen[bytes], Path]]:
+    server = RedisServer(_free_port(), tmp_path)
+    server.start()
+    broker = f"redis://127.0.0.1:{server.port}/0"
+    scratch = scratch_database(test_database_url, tmp_path)
+    upgrade(scratch.url)
+    settings = Settings(
+        env="test",
+        var_dir=tmp_path / "var",
+        database_url=scratch.url,
+        artifacts_url=str(tmp_path / "artifacts"),
+        broker_url=broker,
+        secret_key=SecretStr(SECRET),
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        broker_timeout_s=1.0,
+        predict_timeout_s=5.0,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
+    env.update(
+        {
+            "AIAAS_ENV": "test",
+            "AIAAS_DATABASE_URL": scratch.url,
+            "AIAAS_ARTIFACTS_URL": str(tmp_path / "artifacts"),
+            "AIAAS_BROKER_URL": broker,
+            "AIAAS_SECRET_KEY": SECRET,
+            "AIAAS_VAR_DIR": str(tmp_path / "var"),
+        }
+    )
+    log = tmp_path / "worker.log"
+    with log.open("wb") as handle:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "aiaas", "worker", "--queues", "predict"],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while b"ready." not in log.read_bytes():
+        assert worker.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    yield settings, server, worker, log
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+    server.stop()
+    scratch.drop()
+
+
+def test_gateway_answers_503_while_redis_is_down_and_recovers(
+    outage_setup: tuple[Settings, RedisServer, subprocess.Popen[bytes], Path],
+) -> None:
+    settings, server, worker, log = outage_setup
+    with TestClient(create_app(settings)) as gateway:
+        email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
+        gateway.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+        token = gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        owner = Account("", email, PASSWORD, token.json()["access_token"])
+        gateway.post(
+            "/v1/models", json={"name": "outage", "task": "classification"}, headers=owner.headers
+        )
+        upload_version(gateway, owner, "outage", "mlp", MLP_CONFIG)
+        url = "/v1/models/outage/predict"
+        assert gateway.post(url, json={"inputs": ROW}, headers=owner.headers).status_code == 200
+
+        statuses: Counter[int] = Counter()
+        slowest = 0.0
+        stop = threading.Event()
+
+        def load() -> None:
+            nonlocal slowest
+            while not stop.is_set():
+                start = time.monotonic()
+                response = gateway.post(url, json={"inputs": ROW}, headers=owner.headers)
+                slowest = max(slowest, time.monotonic() - start)
+                statuses[response.status_code] += 1
+                if response.status_code != 200:
+                    assert response.headers["content-type"].startswith("application/problem+json")
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        server.stop()
+        time.sleep(3.0)
+        down = gateway.post(url, json={"inputs": ROW}, headers=owner.headers)
+        assert down.status_code == 503, down.text
+        assert down.json()["status"] == 503
+        ready = gateway.get("/readyz")
+        assert ready.status_code == 503
+        assert "broker" in ready.json()["detail"]
+
+        server.start()
+        deadline = time.monotonic() + 60
+        while True:
+            response = gateway.post(url, json={"inputs": ROW}, headers=owner.headers)
+            if response.status_code == 200:
+                break
+            assert time.monotonic() < deadline, (
+                f"no recovery: {response.text}\n{log.read_text()[-2000:]}"
+            )
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert gateway.get("/readyz").status_code == 200
+
+    assert worker.poll() is None, "the worker must ride out the outage"
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[200] > 0
+    assert statuses[503] > 0
+    # Nobody waited for the full predict timeout: outages are answered promptly.
+    assert slowest < settings.predict_timeout_s + 1
