@@ -3,6 +3,9 @@
 Redis is both broker and result backend (db 12). The worker loads the model once::
 
     celery -A bench.references.obvious_celery worker --pool=solo
+    uvicorn bench.references.obvious_celery:api
+
+(The FastAPI app is ``api``: ``celery -A`` would take an attribute named ``app`` for itself.)
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from bench.references._model import load_model
 REDIS = os.environ.get("BENCH_CELERY_URL", "redis://127.0.0.1:6379/12")
 
 celery = Celery("obvious_celery", broker=REDIS, backend=REDIS)
-app = FastAPI()
+api = FastAPI()
 
 
 @functools.cache
@@ -41,7 +44,7 @@ class PredictIn(BaseModel):
     inputs: list[list[float]]
 
 
-@app.post("/predict")
+@api.post("/predict")
 def predict(body: PredictIn) -> dict[str, list[list[float]]]:
     outputs = predict_task.delay(body.inputs).get(timeout=30)
     return {"outputs": outputs}

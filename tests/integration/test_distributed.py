@@ -189,6 +189,31 @@ def test_idempotency_and_cancel(
     assert_problem(gateway.post(f"/v1/predictions/{done['id']}/cancel", headers=owner.headers), 409)
 
 
+def test_cancel_a_queued_job_drops_its_outputs(
+    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+) -> None:
+    config = {"cell": "lstm", "input_size": 1, "hidden_size": 128, "num_layers": 2,
+              "seq_len": 200, "output_dim": 3}  # fmt: skip
+    name, _ = deploy_model(gateway, owner, config, architecture="rnn")
+    inputs = np.random.default_rng(1).normal(size=(32, 200, 1)).astype(np.float32).tolist()
+    ids = [
+        gateway.post(
+            "/v1/predictions", json={"model": name, "inputs": inputs}, headers=owner.headers
+        ).json()["id"]
+        for _ in range(3)
+    ]
+    canceled = gateway.post(f"/v1/predictions/{ids[-1]}/cancel", headers=owner.headers)
+    assert canceled.status_code == 202, canceled.text
+    assert canceled.json()["status"] == "canceled"
+    for job_id in ids[:-1]:
+        assert wait_for(gateway, job_id, owner)["status"] == "succeeded"
+    time.sleep(1.0)  # the canceled job's message has been consumed by now
+    final = gateway.get(f"/v1/predictions/{ids[-1]}", headers=owner.headers).json()
+    assert final["status"] == "canceled"
+    assert final["outputs"] is None
+    assert_problem(gateway.post(f"/v1/predictions/{ids[-1]}/cancel", headers=owner.headers), 409)
+
+
 def test_private_webhook_is_refused_by_the_address_check(
     gateway: TestClient, owner: Account
 ) -> None:

@@ -56,7 +56,10 @@ class CeleryDispatcher:
         # Threads only wait on the broker here; several batches may be in flight at once.
         self._waiters = ThreadPoolExecutor(16, thread_name_prefix="aiaas-batches")
         self._batchers = BatcherPool(
-            self._run_batch, executor=self._waiters, on_batch=self._on_batch, max_inflight=4
+            self._run_batch,
+            executor=self._waiters,
+            on_batch=self._on_batch,
+            max_inflight=settings.max_batches_in_flight,
         )
         self._local = threading.local()
         self._stop = threading.Event()

@@ -38,5 +38,10 @@ def make_executor(
         raise ValueError(f"torch_threads must be >= 1, got {torch_threads}")
     torch.set_num_threads(torch_threads)
     return concurrent.futures.ThreadPoolExecutor(
-        max_workers=threads, thread_name_prefix="aiaas-forward"
+        max_workers=threads,
+        thread_name_prefix="aiaas-forward",
+        # Set in each forward thread as well: it costs nothing, and the benchmark run with it
+        # was faster at every concurrency (docs/performance.md).
+        initializer=torch.set_num_threads,
+        initargs=(torch_threads,),
     )
