@@ -6,8 +6,6 @@ import asyncio
 import threading
 import time
 
-import pytest
-
 from aiaas.caching import RefreshingCache
 
 
@@ -102,12 +100,15 @@ def test_forget_wins_over_a_lookup_that_started_before_it() -> None:
     assert asyncio.run(main()) == "after"
 
 
-@pytest.mark.parametrize("entries", [3])
-def test_size_is_bounded(entries: int) -> None:
-    async def main() -> int:
-        cache: RefreshingCache[int, int] = RefreshingCache(ttl_s=60, max_entries=entries)
+def test_size_is_bounded() -> None:
+    async def main() -> list[int]:
+        cache: RefreshingCache[int, int] = RefreshingCache(ttl_s=60, max_entries=3)
+        sizes = []
         for i in range(10):
-            await cache.get(i, lambda i=i: i)  # type: ignore[misc]
-        return len(cache._entries)
+            assert await cache.get(i, lambda: i * 10) == i * 10  # noqa: B023 (awaited at once)
+            sizes.append(len(cache._entries))
+        return sizes
 
-    assert asyncio.run(main()) <= 3
+    sizes = asyncio.run(main())
+    assert max(sizes) <= 3
+    assert sizes[:3] == [1, 2, 3]

@@ -86,7 +86,3 @@ class RefreshingCache(Generic[K, V]):
         for key in list(self._entries):  # a snapshot: the loop thread may insert meanwhile
             if match(key):
                 self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._generation += 1
-        self._entries.clear()

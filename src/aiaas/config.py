@@ -104,11 +104,13 @@ class Settings(BaseSettings):
     """Run one forward pass when a model is loaded, so the first request is not the slow one."""
 
     auth_cache_ttl_s: float = Field(default=5.0, ge=0)
-    """How long the predict path trusts a checked credential (revocation is seen at once on the
-    gateway that revoked; other gateways see it within this)."""
+    """How long the predict path trusts a checked credential before refreshing it in the
+    background (revocation is seen at once on the gateway that revoked; other gateways see it
+    within about twice this)."""
 
     model_cache_ttl_s: float = Field(default=2.0, ge=0)
-    """How long the predict path trusts a resolved model version (same rule as above)."""
+    """How long the predict path trusts a resolved model version (same rule as above: changes
+    made through another gateway are seen within about twice this)."""
 
     job_lease_s: float = Field(default=60.0, gt=0)
     """How long a worker holds a running job before others may take it over."""

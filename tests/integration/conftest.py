@@ -29,6 +29,18 @@ SECRET = "integration-secret-integration-secret-0123"
 TEST_REDIS_DB = 13
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a worker process the same settings as the test's gateway."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
+    for name, value in settings.model_dump(exclude_unset=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        env[f"AIAAS_{name.upper()}"] = str(value)
+    return env
+
+
 @dataclass
 class Deployment:
     settings: Settings
@@ -100,21 +112,7 @@ def deployment(
         broker_visibility_timeout_s=8.0,
         predict_timeout_s=20.0,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
-    env.update(
-        {
-            "AIAAS_ENV": "test",
-            "AIAAS_VAR_DIR": str(settings.var_dir),
-            "AIAAS_DATABASE_URL": scratch.url,
-            "AIAAS_ARTIFACTS_URL": str(settings.artifacts_url),
-            "AIAAS_BROKER_URL": broker,
-            "AIAAS_SECRET_KEY": SECRET,
-            "AIAAS_WEBHOOK_ALLOW_PRIVATE": "true",
-            "AIAAS_JOB_LEASE_S": "4",
-            "AIAAS_BROKER_VISIBILITY_TIMEOUT_S": "8",
-        }
-    )
-    deployment = Deployment(settings, env)
+    deployment = Deployment(settings, worker_env(settings))
     yield deployment
     deployment.stop_all()
     redis.Redis.from_url(broker).flushdb()

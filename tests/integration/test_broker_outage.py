@@ -6,12 +6,10 @@ nothing else.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,6 +26,7 @@ from aiaas.main import create_app
 from aiaas.migrate import upgrade
 from tests.conftest import Account, scratch_database
 from tests.helpers import PASSWORD
+from tests.integration.conftest import Deployment, worker_env
 from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 SECRET = "outage-secret-outage-secret-outage-secret"
@@ -104,37 +103,12 @@ def outage_setup(
         broker_timeout_s=1.0,
         predict_timeout_s=5.0,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
-    env.update(
-        {
-            "AIAAS_ENV": "test",
-            "AIAAS_DATABASE_URL": scratch.url,
-            "AIAAS_ARTIFACTS_URL": str(tmp_path / "artifacts"),
-            "AIAAS_BROKER_URL": broker,
-            "AIAAS_SECRET_KEY": SECRET,
-            "AIAAS_VAR_DIR": str(tmp_path / "var"),
-        }
-    )
-    log = tmp_path / "worker.log"
-    with log.open("wb") as handle:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aiaas", "worker", "--queues", "predict"],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while b"ready." not in log.read_bytes():
-        assert worker.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    deployment = Deployment(settings, worker_env(settings))
+    worker = deployment.start_worker(tmp_path)
+    deployment.wait_ready(worker)
+    log = deployment.logs[0]
     yield settings, server, worker, log
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+    deployment.stop_all()
     server.stop()
     scratch.drop()
 

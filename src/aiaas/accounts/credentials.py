@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from aiaas.accounts import security, service
+from aiaas.accounts import service
 from aiaas.caching import RefreshingCache
 from aiaas.db import Database
 from aiaas.errors import MissingScope, Unauthenticated
@@ -66,10 +66,7 @@ class CredentialCache:
                 is_admin=principal.user.is_admin,
                 api_key_id=key.id if key else None,
             )
-            if key is None:
-                expires = security.token_expiry(credential, secret=self._secret)
-            else:
-                expires = key.expires_at.timestamp() if key.expires_at else None
+            expires = principal.expires_at.timestamp() if principal.expires_at else None
         if key is not None:
             with self._lock:
                 self._by_key_id[key.id] = credential

@@ -89,8 +89,8 @@ def issue_access_token(user_id: uuid.UUID, *, secret: str, ttl_s: int) -> str:
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
 
 
-def read_access_token(token: str, *, secret: str) -> uuid.UUID | None:
-    """The user id a valid, unexpired token names; None for anything else."""
+def read_access_token(token: str, *, secret: str) -> tuple[uuid.UUID, datetime] | None:
+    """The user id a valid, unexpired token names and when it expires; None for anything else."""
     try:
         claims = jwt.decode(
             token,
@@ -99,15 +99,6 @@ def read_access_token(token: str, *, secret: str) -> uuid.UUID | None:
             audience=TOKEN_AUDIENCE,
             options={"require": ["sub", "exp", "aud"]},
         )
-        return uuid.UUID(str(claims["sub"]))
-    except (jwt.PyJWTError, ValueError):
-        return None
-
-
-def token_expiry(token: str, *, secret: str) -> float | None:
-    """The epoch second a valid token expires at; None if it is not a valid token."""
-    try:
-        claims = jwt.decode(token, secret, algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE)
-        return float(claims["exp"])
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return uuid.UUID(str(claims["sub"])), datetime.fromtimestamp(int(claims["exp"]), UTC)
+    except (jwt.PyJWTError, ValueError, TypeError):
         return None

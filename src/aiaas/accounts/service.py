@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ class Principal:
     user: User
     api_key: ApiKey | None
     scopes: frozenset[str]
+    expires_at: datetime | None  # of the token or key; None for a key that never expires
 
     @property
     def via_api_key(self) -> bool:
@@ -66,11 +67,11 @@ def authenticate(session: Session, *, credential: str | None, secret: str) -> Pr
         raise Unauthenticated("Send 'Authorization: Bearer <token or API key>'.")
     if security.looks_like_api_key(credential):
         return _authenticate_key(session, credential)
-    user_id = security.read_access_token(credential, secret=secret)
-    user = session.get(User, user_id) if user_id else None
-    if user is None:
+    claims = security.read_access_token(credential, secret=secret)
+    user = session.get(User, claims[0]) if claims else None
+    if user is None or claims is None:
         raise Unauthenticated("The bearer token is invalid or expired.")
-    return Principal(user=user, api_key=None, scopes=ALL_SCOPES)
+    return Principal(user=user, api_key=None, scopes=ALL_SCOPES, expires_at=claims[1])
 
 
 def _authenticate_key(session: Session, key: str) -> Principal:
@@ -85,7 +86,12 @@ def _authenticate_key(session: Session, key: str) -> Principal:
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         api_key.last_used_at = now
         session.commit()
-    return Principal(user=api_key.user, api_key=api_key, scopes=frozenset(api_key.scopes))
+    return Principal(
+        user=api_key.user,
+        api_key=api_key,
+        scopes=frozenset(api_key.scopes),
+        expires_at=api_key.expires_at,
+    )
 
 
 def create_api_key(session: Session, *, user: User, spec: ApiKeyCreate) -> tuple[ApiKey, str]:

@@ -31,7 +31,3 @@ class Dispatcher(Protocol):
     def reconcile(self) -> int:
         """Hand out again jobs whose worker vanished or whose message was lost; how many."""
         ...
-
-    def ready(self) -> dict[str, str]:
-        """Health of the transport, for /readyz: name → "ok" or why not."""
-        ...

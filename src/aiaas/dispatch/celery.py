@@ -186,9 +186,6 @@ class CeleryDispatcher:
             # The row stays queued; the reconciler publishes it once the broker is back.
             log.warning("could not publish prediction %s: %s", job_id, exc)
 
-    def schedule_webhook(self, job_id: str, delay_s: float) -> None:
-        self._publish("aiaas.deliver_webhook", [job_id], countdown=delay_s)
-
     def reconcile(self) -> int:
         stale = tasks.stale_jobs(self.database, requeue_after_s=self.settings.requeue_after_s)
         for job_id in stale:
@@ -205,6 +202,3 @@ class CeleryDispatcher:
                 self.metrics.queue_depth.labels(queue).set(int(depth))
         except (redis.RedisError, OSError):
             pass
-
-    def ready(self) -> dict[str, str]:
-        return {"reply-listener": "ok" if self._listener.is_alive() else "stopped"}

@@ -91,9 +91,6 @@ class InProcessDispatcher:
             self.submit_prediction(job_id)
         return len(stale)
 
-    def ready(self) -> dict[str, str]:
-        return {"workers": "ok" if not self._closed else "closed"}
-
     def _guarded(self, task: tasks.Task, job_id: str) -> None:
         try:
             task(self.ctx, job_id)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.errors import AppError, PayloadTooLarge, problem_response
-from aiaas.predictions.sync import JSON, NPY, PredictPath
+from aiaas.predictions.sync import PredictPath
 
 log = logging.getLogger(__name__)
 
@@ -92,17 +92,8 @@ class PredictFastLane:
             content_type=content_type,
             body=body,
         )
-        if accept is not None and NPY in accept:
-            payload = result.to_npy()
-            headers = [
-                (b"content-type", NPY.encode()),
-                (b"aiaas-prediction-id", result.id.encode()),
-                (b"aiaas-model", result.resolved.model.encode()),
-                (b"aiaas-version", str(result.resolved.version).encode()),
-            ]
-        else:
-            payload = result.to_json()
-            headers = [(b"content-type", JSON.encode())]
+        payload, fields = result.render(accept)
+        headers = [(k.encode(), v.encode()) for k, v in fields.items()]
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

@@ -64,7 +64,10 @@ async def predict(
         Query(description="Version number or alias; default `production` if set, else `latest`."),
     ] = None,
 ) -> Response:
-    """Run the model on the inputs and answer with its outputs (batched with concurrent calls)."""
+    """Run the model on the inputs and answer with its outputs (batched with concurrent calls).
+
+    ``fastlane.PredictFastLane`` answers this path before routing reaches here; the route gives
+    it its OpenAPI entry, and its body gives the same answer should the lane be taken out."""
     path: PredictPath = request.app.state.predict_path
     headers = request.headers
     result = await path.predict(
@@ -74,17 +77,8 @@ async def predict(
         content_type=headers.get("content-type"),
         body=await request.body(),
     )
-    if NPY in headers.get("accept", ""):
-        return Response(
-            result.to_npy(),
-            media_type=NPY,
-            headers={
-                "Aiaas-Prediction-Id": result.id,
-                "Aiaas-Model": result.resolved.model,
-                "Aiaas-Version": str(result.resolved.version),
-            },
-        )
-    return Response(result.to_json(), media_type=JSON)
+    payload, fields = result.render(headers.get("accept"))
+    return Response(payload, headers=fields)
 
 
 Predictor = Annotated[Principal, Depends(require_scope(Scope.PREDICT))]

@@ -12,7 +12,6 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import orjson
@@ -27,6 +26,7 @@ from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
+from aiaas.serving.runtime import postprocess
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -42,29 +42,32 @@ class PredictResult:
     resolved: ResolvedVersion
     outputs: np.ndarray
 
-    def predictions(self) -> Any:
-        if self.resolved.task != "classification":
-            return self.outputs
-        indices = self.outputs.argmax(axis=-1)
-        labels = self.resolved.spec.labels
-        if labels:
-            return [labels[i] for i in indices.tolist()]
-        return indices
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
+    def render(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
+        """The answer's body and headers: .npy outputs when the client accepts them, else JSON."""
+        if accept is not None and NPY in accept:
+            return encode_npy(self.outputs), {
+                "content-type": NPY,
+                "aiaas-prediction-id": self.id,
+                "aiaas-model": self.resolved.model,
+                "aiaas-version": str(self.resolved.version),
+            }
+        body = orjson.dumps(
             {
                 "id": self.id,
                 "model": self.resolved.model,
                 "version": self.resolved.version,
                 "outputs": self.outputs,
-                "predictions": self.predictions(),
+                # Regression predictions are the outputs: the same array, so both serialise
+                # alike (float32), rather than postprocess's Python floats.
+                "predictions": (
+                    self.outputs
+                    if self.resolved.spec.task == "regression"
+                    else postprocess(self.resolved.spec, self.outputs)
+                ),
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
-
-    def to_npy(self) -> bytes:
-        return encode_npy(self.outputs)
+        return body, {"content-type": JSON}
 
 
 @dataclass(frozen=True, slots=True)
