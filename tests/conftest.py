@@ -91,6 +91,19 @@ def db(engine: Engine) -> Iterator[Database]:
     connection.close()
 
 
+@pytest.fixture(scope="module")
+def committed_url(
+    test_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database of the module's own whose commits stick: for code that runs on
+    threads or processes of its own (jobs, trainings), which cannot share a rolled-back
+    connection."""
+    scratch = scratch_database(test_database_url, tmp_path_factory.mktemp("committed-db"))
+    upgrade(scratch.url)
+    yield scratch.url
+    scratch.drop()
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
@@ -101,6 +114,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # Cheap hashes keep the suite fast; the production cost is the default.
         password_hash_time_cost=1,
         password_hash_memory_kib=1024,
+        # Tests that want the demo models ask for them.
+        demo_models=False,
     )
 
 

@@ -26,11 +26,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[str]:
+def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
     # As the README says to start it for the local webhook listener.
     env["AIAAS_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    # Only the test that uses the demo models pays for training them.
+    env["AIAAS_DEMO_MODELS"] = str(request.node.get_closest_marker("demo_models") is not None)
     process = subprocess.Popen(
         [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
         cwd=tmp_path,
@@ -66,7 +68,9 @@ def readme_block(marker: str) -> str:
     return match.group(1)
 
 
-def run_blocks(live_server: str, tmp_path: Path, *markers: str) -> subprocess.CompletedProcess[str]:
+def run_blocks(
+    live_server: str, tmp_path: Path, *markers: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run README blocks in one shell, from a copy of the checkout's layout, as a user would."""
     script = "\n".join(readme_block(m) for m in markers).replace(
         "http://127.0.0.1:8000", live_server
@@ -80,7 +84,7 @@ def run_blocks(live_server: str, tmp_path: Path, *markers: str) -> subprocess.Co
         cwd=workdir,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -132,3 +136,22 @@ def test_readme_predict_and_async_quickstart_works_as_written(
     assert job["predictions"] == webhook_predictions
     assert job["webhook"]["attempts"] == 1
     assert job["webhook"]["last_status"] == 204
+
+
+@pytest.mark.demo_models
+@pytest.mark.slow
+def test_readme_demo_and_training_quickstart_works_as_written(
+    live_server: str, tmp_path: Path
+) -> None:
+    result = run_blocks(live_server, tmp_path, "walkthrough", "demo", "training", timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[3:]
+    assert "8x8" in lines[0]
+    assert lines[1] == "[0]"
+    assert lines[2] == "builtin:iris"
+    events = lines[3:6]
+    assert events[0].startswith("id: ")
+    assert events[1] == "event: end"
+    assert json.loads(events[2].removeprefix("data: ")) == {"status": "succeeded", "version": 1}
+    assert float(lines[6]) >= 0.85
+    assert lines[7] == "['setosa']"

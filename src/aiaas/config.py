@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=64.0, gt=0)
     """Body limit of multipart uploads (weights, datasets)."""
 
+    demo_models: bool = True
+    """Train the public demo models (digits-cnn, iris-mlp, waves-lstm) at first start."""
+
     max_model_parameters: int = Field(default=50_000_000, ge=1)
     """Largest model (in parameters) a version may declare; bigger configs get 422."""
 

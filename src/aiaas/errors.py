@@ -25,13 +25,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+if TYPE_CHECKING:
+    # FastAPI is needed only to install the handlers: the error types themselves are imported
+    # by code that runs without the web stack (datasets, workers on a bare GPU host).
+    from fastapi import FastAPI, Request
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://aiaas.dev/problems/"
@@ -179,6 +182,8 @@ def _fields(items: list[dict[str, Any]]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+
     async def app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
         return problem_response(exc, request.url.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from aiaas.accounts import security
 from aiaas.accounts.credentials import CredentialCache
 from aiaas.accounts.routes import router as accounts_router
 from aiaas.config import Settings, get_settings
+from aiaas.datasets.routes import router as datasets_router
 from aiaas.db import Database
 from aiaas.dispatch.base import Dispatcher
 from aiaas.dispatch.inprocess import InProcessDispatcher
@@ -23,12 +25,15 @@ from aiaas.errors import install_error_handlers
 from aiaas.metrics import Metrics
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware
 from aiaas.operations.routes import router as operations_router
+from aiaas.predictions import service as prediction_service
 from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
 from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
+from aiaas.trainings import demo
+from aiaas.trainings.routes import router as trainings_router
 from aiaas.worker.context import build_context
 
 log = logging.getLogger(__name__)
@@ -110,6 +115,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await dispatcher.start()
+        if settings.demo_models:
+            await _start_demo_trainings(db, dispatcher, settings)
         reconciler = asyncio.create_task(_reconcile_forever(dispatcher, settings))
         try:
             yield
@@ -139,6 +146,7 @@ def create_app(
         directory=directory,
         dispatcher=dispatcher,
         metrics=metrics,
+        record=functools.partial(prediction_service.record_sync, db, store),
     )
     app.state.predict_path = predict_path
 
@@ -147,6 +155,8 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(registry_router)
     app.include_router(predictions_router)
+    app.include_router(datasets_router)
+    app.include_router(trainings_router)
 
     # Last added runs first: metrics see every response, the 413s included.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
@@ -155,6 +165,18 @@ def create_app(
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _start_demo_trainings(db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
+    try:
+        started = await asyncio.to_thread(
+            demo.ensure_demo_models, db, max_parameters=settings.max_model_parameters
+        )
+    except Exception:  # a fresh install without demos still serves everything else
+        log.exception("could not start the demo model trainings")
+        return
+    for training_id in started:
+        dispatcher.submit_training(training_id)
 
 
 async def _reconcile_forever(dispatcher: Dispatcher, settings: Settings) -> None:

@@ -75,6 +75,23 @@ class Metrics:
             ["device"],
             registry=self.registry,
         )
+        self.trainings = Counter(
+            "aiaas_trainings",
+            "Training jobs finished, by outcome.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.training_epoch_seconds = Histogram(
+            "aiaas_training_epoch_seconds",
+            "Time of one training epoch, evaluation on the validation split included.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0),
+            registry=self.registry,
+        )
+        self.trainings_running = Gauge(
+            "aiaas_trainings_running",
+            "Training jobs running in this process.",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

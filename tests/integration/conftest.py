@@ -48,11 +48,13 @@ class Deployment:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
 
-    def start_worker(self, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, tmp: Path, *extra: str, queues: str = "predict"
+    ) -> subprocess.Popen[bytes]:
         log = tmp / f"worker-{len(self.workers)}.log"
         handle = log.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "aiaas", "worker", "--queues", "predict", *extra],
+            [sys.executable, "-m", "aiaas", "worker", "--queues", queues, *extra],
             env=self.env,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -111,6 +113,7 @@ def deployment(
         requeue_after_s=30.0,
         broker_visibility_timeout_s=8.0,
         predict_timeout_s=20.0,
+        demo_models=False,
     )
     deployment = Deployment(settings, worker_env(settings))
     yield deployment

@@ -102,6 +102,7 @@ def outage_setup(
         password_hash_memory_kib=1024,
         broker_timeout_s=1.0,
         predict_timeout_s=5.0,
+        demo_models=False,
     )
     deployment = Deployment(settings, worker_env(settings))
     worker = deployment.start_worker(tmp_path)

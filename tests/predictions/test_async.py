@@ -17,23 +17,12 @@ from fastapi.testclient import TestClient
 
 from aiaas.config import Settings
 from aiaas.main import create_app
-from aiaas.migrate import upgrade
 from aiaas.predictions import webhooks
-from tests.conftest import Account, scratch_database
+from tests.conftest import Account
 from tests.helpers import PASSWORD, assert_problem, bearer
 from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@pytest.fixture(scope="module")
-def committed_url(
-    test_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    scratch = scratch_database(test_database_url, tmp_path_factory.mktemp("async-db"))
-    upgrade(scratch.url)
-    yield scratch.url
-    scratch.drop()
 
 
 @pytest.fixture

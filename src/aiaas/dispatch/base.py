@@ -28,6 +28,10 @@ class Dispatcher(Protocol):
         """Hand a committed async job to a worker (only its id travels)."""
         ...
 
+    def submit_training(self, training_id: str) -> None:
+        """Hand a committed training to a worker of the ``training`` queue."""
+        ...
+
     def reconcile(self) -> int:
         """Hand out again jobs whose worker vanished or whose message was lost; how many."""
         ...

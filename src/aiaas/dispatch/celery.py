@@ -29,7 +29,8 @@ from aiaas.metrics import Metrics
 from aiaas.predictions import tasks
 from aiaas.serving.batching import BatcherPool
 from aiaas.serving.spec import ServingSpec
-from aiaas.worker.celery_app import PREDICT_QUEUE, QUEUES, create_celery
+from aiaas.trainings import tasks as training_tasks
+from aiaas.worker.celery_app import PREDICT_QUEUE, QUEUES, TRAINING_QUEUE, create_celery
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,13 @@ class CeleryDispatcher:
                 future.set_result(reply)
 
     def _publish(
-        self, task: str, args: list[Any], *, expires: float | None = None, countdown: float = 0
+        self,
+        task: str,
+        args: list[Any],
+        *,
+        expires: float | None = None,
+        countdown: float = 0,
+        queue: str = PREDICT_QUEUE,
     ) -> None:
         """Publish one task message on a connection this thread keeps.
 
@@ -159,7 +166,7 @@ class CeleryDispatcher:
         try:
             producer.publish(
                 message.body,
-                routing_key=PREDICT_QUEUE,
+                routing_key=queue,
                 exchange="",
                 headers=message.headers,
                 serializer="json",
@@ -186,12 +193,23 @@ class CeleryDispatcher:
             # The row stays queued; the reconciler publishes it once the broker is back.
             log.warning("could not publish prediction %s: %s", job_id, exc)
 
+    def submit_training(self, training_id: str) -> None:
+        try:
+            self._publish("aiaas.run_training", [training_id], queue=TRAINING_QUEUE)
+        except (OperationalError, redis.RedisError, OSError) as exc:
+            log.warning("could not publish training %s: %s", training_id, exc)
+
     def reconcile(self) -> int:
         stale = tasks.stale_jobs(self.database, requeue_after_s=self.settings.requeue_after_s)
         for job_id in stale:
             self.submit_prediction(job_id)
+        trainings = training_tasks.stale_trainings(
+            self.database, requeue_after_s=self.settings.requeue_after_s
+        )
+        for training_id in trainings:
+            self.submit_training(training_id)
         self.refresh_queue_depth()
-        return len(stale)
+        return len(stale) + len(trainings)
 
     def refresh_queue_depth(self) -> None:
         try:

@@ -18,6 +18,7 @@ import numpy as np
 from aiaas.predictions import tasks
 from aiaas.serving.batching import BatcherPool, make_executor
 from aiaas.serving.spec import ServingSpec
+from aiaas.trainings import tasks as training_tasks
 from aiaas.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class InProcessDispatcher:
         self.ctx = ctx
         self._torch = make_executor(threads=1)
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="aiaas-jobs")
+        # One training at a time, beside the predictions rather than in their way.
+        self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
         self._webhooks = ThreadPoolExecutor(2, thread_name_prefix="aiaas-webhooks")
         self._batchers = BatcherPool(self._run_batch, executor=self._torch, on_batch=self._on_batch)
         self._timers: set[threading.Timer] = set()
@@ -46,18 +49,23 @@ class InProcessDispatcher:
         # Whatever was queued when the process stopped is ours to finish: nobody else runs jobs.
         try:
             stale = await asyncio.to_thread(tasks.stale_jobs, self.ctx.database, requeue_after_s=0)
+            trainings = await asyncio.to_thread(
+                training_tasks.stale_trainings, self.ctx.database, requeue_after_s=0
+            )
         except Exception:  # the database may be down at start; the reconciler tries again
             log.exception("could not look for unfinished jobs at start")
             return
         for job_id in stale:
             self.submit_prediction(job_id)
+        for training_id in trainings:
+            self.submit_training(training_id)
 
     async def close(self) -> None:
         self._closed = True
         for timer in list(self._timers):
             timer.cancel()
         await self._batchers.close_all()
-        for pool in (self._jobs, self._webhooks, self._torch):
+        for pool in (self._jobs, self._trainings, self._webhooks, self._torch):
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
@@ -66,6 +74,10 @@ class InProcessDispatcher:
     def submit_prediction(self, job_id: str) -> None:
         if not self._closed:
             self._jobs.submit(self._guarded, tasks.run_prediction_job, job_id)
+
+    def submit_training(self, training_id: str) -> None:
+        if not self._closed:
+            self._trainings.submit(self._guarded, training_tasks.run_training, training_id)
 
     def schedule_webhook(self, job_id: str, delay_s: float) -> None:
         if self._closed:
@@ -89,7 +101,12 @@ class InProcessDispatcher:
         )
         for job_id in stale:
             self.submit_prediction(job_id)
-        return len(stale)
+        trainings = training_tasks.stale_trainings(
+            self.ctx.database, requeue_after_s=self.ctx.settings.requeue_after_s
+        )
+        for training_id in trainings:
+            self.submit_training(training_id)
+        return len(stale) + len(trainings)
 
     def _guarded(self, task: tasks.Task, job_id: str) -> None:
         try:

@@ -149,8 +149,13 @@ def load_safetensors(data: bytes) -> dict[str, torch.Tensor]:
 
 
 def save_safetensors(module: nn.Module) -> bytes:
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    out: bytes = safetensors.torch.save(state)
+    return save_state(module.state_dict())
+
+
+def save_state(state: Mapping[str, torch.Tensor]) -> bytes:
+    out: bytes = safetensors.torch.save(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    )
     return out
 
 

@@ -41,6 +41,9 @@ class Prediction(Base):
         UniqueConstraint("owner_id", "idempotency_key"),
         Index("ix_predictions_owner_id_created_at", "owner_id", "created_at"),
         Index("ix_predictions_status_lease_expires_at", "status", "lease_expires_at"),
+        Index(
+            "ix_predictions_owner_id_model_id_feedback_at", "owner_id", "model_id", "feedback_at"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -68,6 +71,9 @@ class Prediction(Base):
     webhook_last_status: Mapped[int | None] = mapped_column(Integer)
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     compute_s: Mapped[float | None] = mapped_column(Float)
+    # The true label(s) a client sent back (one per input row): the rows of `feedback:{model}`.
+    feedback: Mapped[list[Any] | None] = mapped_column(JSON)
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

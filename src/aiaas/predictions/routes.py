@@ -11,8 +11,13 @@ from aiaas.accounts.service import Principal
 from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep, require_scope
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
-from aiaas.predictions import service
-from aiaas.predictions.schemas import PredictionCreate, PredictionPage, PredictionRead
+from aiaas.predictions import feedback, service
+from aiaas.predictions.schemas import (
+    FeedbackCreate,
+    PredictionCreate,
+    PredictionPage,
+    PredictionRead,
+)
 from aiaas.predictions.sync import JSON, NPY, PredictPath
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
@@ -142,3 +147,15 @@ def cancel_prediction(id: uuid.UUID, principal: Predictor, session: SessionDep) 
     """Cancel a queued or running job; outputs computed after the cancel are dropped."""
     job = service.get_job(session, owner=principal.user, job_id=id)
     return service.to_read(service.cancel_job(session, job=job))
+
+
+@router.post(
+    "/predictions/{id}/feedback",
+    responses={**dict.fromkeys((401, 403, 404, 422), _PROBLEM)},
+)
+def give_feedback(
+    id: uuid.UUID, body: FeedbackCreate, principal: Predictor, session: SessionDep
+) -> PredictionRead:
+    """Send the true label of a prediction's inputs; they join your `feedback:<model>` dataset."""
+    job = service.get_job(session, owner=principal.user, job_id=id)
+    return service.to_read(feedback.give_feedback(session, job=job, label=body.label))

@@ -50,6 +50,18 @@ class PredictionRead(BaseModel):
     error: str | None
     webhook: WebhookRead | None
     timings: Timings
+    feedback: list[Any] | None = Field(
+        default=None, description="The true label(s) sent back for this prediction's inputs."
+    )
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: Any = Field(
+        description="The true class (a name when the model has labels, else an index) or value; "
+        "a list, one per row, for a prediction of several rows."
+    )
 
 
 PredictionPage = Page[PredictionRead]

@@ -18,18 +18,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aiaas.accounts.models import User
-from aiaas.db import utcnow
+from aiaas.db import Database, utcnow
 from aiaas.errors import Conflict, InvalidInput, NotFound
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_inputs, encode_npy
 from aiaas.pagination import PageParams, fetch_page
 from aiaas.predictions import webhooks
-from aiaas.predictions.models import CANCELED, FINISHED, QUEUED, RUNNING, Prediction
+from aiaas.predictions.directory import ResolvedVersion
+from aiaas.predictions.models import CANCELED, FINISHED, QUEUED, RUNNING, SUCCEEDED, Prediction
 from aiaas.predictions.schemas import PredictionCreate, PredictionRead, Timings, WebhookRead
 from aiaas.registry import service as registry
 from aiaas.registry import versions
 from aiaas.registry.models import ModelAlias
 from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
+from aiaas.serving.runtime import postprocess
 from aiaas.storage import ArtifactStore
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -113,10 +115,7 @@ def create_job(
         created_at=now,
         dispatched_at=now,
     )
-    if batch.nbytes > INLINE_INPUT_BYTES:
-        job.inputs_sha256 = store.put_bytes(encode_npy(batch)).sha256
-    else:
-        job.inputs = batch.tolist()
+    _keep_inputs(job, batch, store=store)
     session.add(job)
     try:
         session.commit()
@@ -128,6 +127,45 @@ def create_job(
                 return replay, False
         raise Conflict("A concurrent request conflicted with this one; retry.") from exc
     return job, True
+
+
+def record_sync(
+    database: Database,
+    store: ArtifactStore,
+    ident: str,
+    user_id: uuid.UUID,
+    resolved: ResolvedVersion,
+    inputs: np.ndarray,
+    outputs: np.ndarray,
+) -> None:
+    """Keep a sync prediction (its model captures inputs) so that feedback can name it."""
+    now = utcnow()
+    job = Prediction(
+        id=uuid.UUID(ident),
+        owner_id=user_id,
+        model_id=resolved.model_id,
+        model_name=resolved.model,
+        version=resolved.version,
+        kind="sync",
+        status=SUCCEEDED,
+        input_rows=int(inputs.shape[0]),
+        outputs=outputs.tolist(),
+        predictions=postprocess(resolved.spec, outputs),
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+    )
+    _keep_inputs(job, inputs, store=store)
+    with database.session() as session:
+        session.add(job)
+        session.commit()
+
+
+def _keep_inputs(job: Prediction, batch: np.ndarray, *, store: ArtifactStore) -> None:
+    if batch.nbytes > INLINE_INPUT_BYTES:
+        job.inputs_sha256 = store.put_bytes(encode_npy(batch)).sha256
+    else:
+        job.inputs = batch.tolist()
 
 
 def get_job(session: Session, *, owner: User, job_id: uuid.UUID) -> Prediction:
@@ -194,4 +232,5 @@ def to_read(job: Prediction) -> PredictionRead:
         if job.webhook_url
         else None,
         timings=Timings(queue_s=queue_s, compute_s=job.compute_s, total_s=total_s),
+        feedback=job.feedback,
     )

@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +87,10 @@ _V4_MASK = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
 _V4_BITS = 0x4000 << 64 | 0x8000 << 48
 
 
+# (prediction id, caller, version, inputs, outputs): keep a sync prediction for feedback.
+Recorder = Callable[[str, uuid.UUID, ResolvedVersion, np.ndarray, np.ndarray], None]
+
+
 @dataclass
 class PredictPath:
     """Everything the predict route needs, built once in ``create_app``."""
@@ -95,6 +100,8 @@ class PredictPath:
     directory: ModelDirectory
     dispatcher: Dispatcher
     metrics: Metrics
+    # Called, off the event loop, for models with ``capture_inputs`` on.
+    record: Recorder | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,8 +169,11 @@ class PredictPath:
         finally:
             self._in_flight.dec()
         counters.succeeded.inc()
+        ident = fast_uuid4()
+        if resolved.capture_inputs and self.record is not None:
+            await asyncio.to_thread(self.record, ident, user_id, resolved, batch, outputs)
         self._total_latency.observe(time.perf_counter() - start)
-        return PredictResult(fast_uuid4(), resolved, outputs)
+        return PredictResult(ident, resolved, outputs)
 
     def _counters(self, resolved: ResolvedVersion) -> _Counters:
         # Looking labelled children up in prometheus_client takes a lock and a dict build per

@@ -11,16 +11,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 
 import numpy as np
 import orjson
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 
+from aiaas import jobs
 from aiaas.accounts.models import User
 from aiaas.db import Database, utcnow
 from aiaas.predictions import webhooks
-from aiaas.predictions.models import FAILED, QUEUED, RUNNING, SUCCEEDED, Prediction
+from aiaas.predictions.models import FAILED, SUCCEEDED, Prediction
 from aiaas.predictions.service import load_inputs, to_read
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
@@ -32,34 +32,10 @@ log = logging.getLogger(__name__)
 Task = Callable[[WorkerContext, str], object]
 
 
-def claim(ctx: WorkerContext, job_id: uuid.UUID) -> int | None:
-    """Mark the job running for this attempt; None if it is finished or held by a live lease."""
-    now = utcnow()
-    lease = now + timedelta(seconds=ctx.settings.job_lease_s)
-    with ctx.database.session() as session:
-        attempts = session.scalar(select(Prediction.attempts).where(Prediction.id == job_id))
-        if attempts is None:
-            return None
-        result = session.execute(
-            update(Prediction)
-            .where(
-                Prediction.id == job_id,
-                Prediction.attempts == attempts,
-                or_(
-                    Prediction.status == QUEUED,
-                    (Prediction.status == RUNNING) & (Prediction.lease_expires_at < now),
-                ),
-            )
-            .values(status=RUNNING, attempts=attempts + 1, started_at=now, lease_expires_at=lease)
-        )
-        session.commit()
-        return attempts + 1 if result.rowcount == 1 else None  # type: ignore[attr-defined]
-
-
 def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     """Compute one async job. Returns the status it ended in (or 'skipped'/'dropped')."""
     ident = uuid.UUID(job_id)
-    attempt = claim(ctx, ident)
+    attempt = jobs.claim(ctx.database, Prediction, ident, lease_s=ctx.settings.job_lease_s)
     if attempt is None:
         return "skipped"
     # Read what the job needs in one short transaction; compute outside any.
@@ -120,11 +96,7 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     with ctx.database.session() as session:
         result = session.execute(
             update(Prediction)
-            .where(
-                Prediction.id == ident,
-                Prediction.status == RUNNING,
-                Prediction.attempts == attempt,
-            )
+            .where(*jobs.holds(Prediction, ident, attempt))
             .values(**values, compute_s=compute, finished_at=utcnow(), lease_expires_at=None)
         )
         session.commit()
@@ -165,32 +137,7 @@ def deliver_webhook(ctx: WorkerContext, job_id: str) -> bool:
 
 
 def stale_jobs(database: Database, *, requeue_after_s: float) -> list[str]:
-    """Take the jobs to publish again: running past their lease (the worker vanished), or
-    queued and last published more than ``requeue_after_s`` ago (the broker lost the message).
-
-    Each one is put back to queued with ``dispatched_at`` set to now, in a compare-and-set
-    update, so the next pass, of this gateway or another, leaves it alone until it is stale
-    again: a long backlog is not published twice over.
-    """
-    now = utcnow()
-    cutoff = now - timedelta(seconds=requeue_after_s)
-    stale = or_(
-        (Prediction.status == RUNNING) & (Prediction.lease_expires_at < now),
-        (Prediction.status == QUEUED)
-        & (func.coalesce(Prediction.dispatched_at, Prediction.created_at) <= cutoff),
+    """Async jobs to publish again (see :func:`aiaas.jobs.take_stale`); sync rows never are."""
+    return jobs.take_stale(
+        database, Prediction, requeue_after_s=requeue_after_s, where=(Prediction.kind == "async",)
     )
-    taken: list[str] = []
-    with database.session() as session:
-        candidates = list(
-            session.scalars(select(Prediction.id).where(Prediction.kind == "async", stale))
-        )
-        for ident in candidates:
-            result = session.execute(
-                update(Prediction)
-                .where(Prediction.id == ident, stale)
-                .values(status=QUEUED, dispatched_at=now, lease_expires_at=None)
-            )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                taken.append(str(ident))
-        session.commit()
-    return taken

@@ -38,28 +38,38 @@ def parse_spec(raw: str) -> VersionSpec:
         raise InvalidInput("The 'spec' part is not a valid version spec.", errors=errors) from None
 
 
-def check_upload(
-    *, model: Model, spec: VersionSpec, weights: bytes, max_parameters: int
-) -> tuple[Any, architectures.InputSpec, int, list[str] | None]:
-    """Validate spec and weights together; return (config, input spec, parameters, labels)."""
+def checked_config(
+    architecture: str,
+    raw: dict[str, Any],
+    *,
+    max_parameters: int,
+    loc: tuple[str, ...],
+) -> Any:
+    """The parsed config of ``architecture``, or a 422 locating each problem under ``loc``."""
     try:
-        config = architectures.parse_config(
-            spec.architecture, spec.config, max_parameters=max_parameters
-        )
+        return architectures.parse_config(architecture, raw, max_parameters=max_parameters)
     except UnknownArchitecture as exc:
         raise InvalidInput(
-            f"Unknown architecture '{spec.architecture}'.",
+            f"Unknown architecture '{architecture}'.",
             errors=[
                 {
-                    "loc": ["spec", "architecture"],
+                    "loc": [*loc, "architecture"],
                     "msg": f"expected one of {', '.join(sorted(exc.known))}",
                 }
             ],
         ) from None
     except ConfigInvalid as exc:
-        errors = [{**e, "loc": ["spec", *e["loc"]]} for e in exc.errors]
+        errors = [{**e, "loc": [*loc, *e["loc"]]} for e in exc.errors]
         raise InvalidInput("The architecture config cannot be built.", errors=errors) from None
 
+
+def check_upload(
+    *, model: Model, spec: VersionSpec, weights: bytes, max_parameters: int
+) -> tuple[Any, architectures.InputSpec, int, list[str] | None]:
+    """Validate spec and weights together; return (config, input spec, parameters, labels)."""
+    config = checked_config(
+        spec.architecture, spec.config, max_parameters=max_parameters, loc=("spec",)
+    )
     labels = spec.labels if spec.labels is not None else model.labels
     output_dim = int(getattr(config, "output_dim", 0))
     if model.task == "classification" and labels is not None and len(labels) != output_dim:

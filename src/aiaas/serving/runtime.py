@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Final
 
 import numpy as np
@@ -15,6 +16,9 @@ from aiaas.serving.spec import ServingSpec
 
 # Length given to variable axes (sequence length) of the warm-up input.
 WARMUP_LENGTH: Final = 8
+
+# Per thread: the page-locked staging buffer of copies to the GPU (see ModelRuntime._staged).
+_pinned = threading.local()
 
 
 class ModelRuntime:
@@ -100,7 +104,8 @@ class ModelRuntime:
             # copying is cheaper than a thread-unsafe warnings filter around it.
             array = array.copy()
         with torch.inference_mode():
-            inputs = torch.from_numpy(array).to(self._device)
+            on_gpu = self._device.type == "cuda"
+            inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
             outputs = self._module(inputs)
             if self._spec.task == "classification":
                 outputs = outputs.softmax(-1)
@@ -109,6 +114,22 @@ class ModelRuntime:
 
     def postprocess(self, outputs: np.ndarray) -> list[Any]:
         return postprocess(self._spec, outputs)
+
+    def _staged(self, array: np.ndarray) -> torch.Tensor:
+        """Copy ``array`` to the GPU through page-locked memory of this thread's own.
+
+        A copy from pageable memory goes through the driver's small staging buffer at a
+        fraction of the bus's speed; one from pinned memory runs at full speed and without
+        blocking. The buffer is reused: the outputs' copy back (synchronous) ends every call
+        after this copy has finished, so the next call may overwrite it.
+        """
+        staging: torch.Tensor | None = getattr(_pinned, "buffer", None)
+        if staging is None or staging.numel() < array.size:
+            staging = torch.empty(max(array.size, 1 << 16), dtype=torch.float32).pin_memory()
+            _pinned.buffer = staging
+        view = staging[: array.size].view(array.shape)
+        view.numpy()[...] = array
+        return view.to(self._device, non_blocking=True)
 
 
 def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:

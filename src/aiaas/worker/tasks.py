@@ -18,6 +18,7 @@ from aiaas.dispatch import wire
 from aiaas.metrics import Metrics
 from aiaas.predictions import tasks
 from aiaas.serving.spec import ServingSpec
+from aiaas.trainings import tasks as training_tasks
 from aiaas.worker.celery_app import PREDICT_QUEUE
 from aiaas.worker.context import WorkerContext, build_context
 
@@ -90,3 +91,8 @@ def run_prediction_job(job_id: str) -> str:
 @shared_task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
 def deliver_webhook(job_id: str) -> bool:
     return tasks.deliver_webhook(context(), job_id)
+
+
+@shared_task(name="aiaas.run_training", acks_late=True, reject_on_worker_lost=True)
+def run_training(training_id: str) -> str:
+    return training_tasks.run_training(context(), training_id)

@@ -1,0 +1,1 @@
+"""Datasets: built-ins, uploads and feedback, the data trainings learn from."""

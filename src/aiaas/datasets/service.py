@@ -1,0 +1,299 @@
+"""Datasets by id: built-ins (``builtin:<name>``), the caller's uploads (a uuid) and the
+caller's feedback on a model's predictions (``feedback:<model>``).
+
+Uploads are parsed and checked completely before anything is stored; their arrays live in the
+artifact store as one NPZ. Feedback sets are not stored: they are gathered from the caller's
+predictions each time a training reads them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aiaas.accounts.models import User
+from aiaas.datasets import builtins
+from aiaas.datasets.arrays import DatasetArrays, from_npz_bytes, pool, to_npz_bytes
+from aiaas.datasets.models import Dataset
+from aiaas.datasets.parsing import parse_upload
+from aiaas.datasets.schemas import DatasetRead, Task
+from aiaas.db import utcnow
+from aiaas.errors import Forbidden, InvalidInput, NotFound
+from aiaas.pagination import PageParams, fetch_page
+from aiaas.predictions.models import Prediction
+from aiaas.predictions.service import load_inputs
+from aiaas.registry import service as registry
+from aiaas.registry.models import Model, ModelVersion
+from aiaas.storage import ArtifactStore
+
+BUILTIN = "builtin:"
+FEEDBACK = "feedback:"
+
+
+def _not_found(dataset_id: str) -> NotFound:
+    return NotFound(f"No dataset '{dataset_id}'.")
+
+
+def _builtin_read(dataset_id: str) -> DatasetRead:
+    info = builtins.BUILTINS[dataset_id]
+    arrays = builtins.load_builtin(dataset_id)
+    return DatasetRead(
+        id=dataset_id,
+        name=info.name,
+        task=info.task,
+        source="builtin",
+        rows=arrays.rows,
+        input_shape=list(arrays.input_shape),
+        classes=arrays.classes,
+        description=info.description,
+    )
+
+
+def _upload_read(dataset: Dataset) -> DatasetRead:
+    return DatasetRead(
+        id=str(dataset.id),
+        name=dataset.name,
+        task=dataset.task,
+        source="upload",
+        rows=dataset.rows,
+        input_shape=dataset.input_shape,
+        classes=dataset.classes,
+        created_at=dataset.created_at,
+    )
+
+
+def _uploaded(session: Session, *, owner_id: uuid.UUID, dataset_id: str) -> Dataset:
+    try:
+        ident = uuid.UUID(dataset_id)
+    except ValueError:
+        raise _not_found(dataset_id) from None
+    dataset = session.get(Dataset, ident)
+    if dataset is None or dataset.owner_id != owner_id:
+        raise _not_found(dataset_id)
+    return dataset
+
+
+# ---- feedback sets -------------------------------------------------------------------------
+
+
+def feedback_classes(session: Session, model: Model) -> list[str | int] | None:
+    """What a feedback label may be for ``model``: its label names, else output indices."""
+    if model.task != "classification":
+        return None
+    if model.labels:
+        return list(model.labels)
+    latest = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model_id == model.id)
+        .order_by(ModelVersion.number.desc())
+        .limit(1)
+    )
+    outputs = int(latest.config.get("output_dim", 0)) if latest is not None else 0
+    return list(range(outputs))
+
+
+def _feedback_rows(session: Session, *, owner_id: uuid.UUID, model: Model) -> list[Prediction]:
+    return list(
+        session.scalars(
+            select(Prediction)
+            .where(
+                Prediction.owner_id == owner_id,
+                Prediction.model_id == model.id,
+                Prediction.feedback_at.is_not(None),
+            )
+            .order_by(Prediction.feedback_at, Prediction.id)
+        )
+    )
+
+
+def _feedback_model(session: Session, *, owner: User, dataset_id: str) -> Model:
+    name = dataset_id.removeprefix(FEEDBACK)
+    try:
+        return registry.readable_model(session, name=name, user=owner)
+    except NotFound:
+        raise _not_found(dataset_id) from None
+
+
+def _feedback_read(session: Session, *, owner: User, dataset_id: str) -> DatasetRead:
+    model = _feedback_model(session, owner=owner, dataset_id=dataset_id)
+    mine = (
+        Prediction.owner_id == owner.id,
+        Prediction.model_id == model.id,
+        Prediction.feedback_at.is_not(None),
+    )
+    rows = session.scalar(select(func.coalesce(func.sum(Prediction.input_rows), 0)).where(*mine))
+    # The shape of the version the first feedback row was predicted with (what training keeps),
+    # else the latest version's.
+    number = session.scalar(
+        select(Prediction.version).where(*mine).order_by(Prediction.feedback_at).limit(1)
+    )
+    order = ModelVersion.number.desc()
+    version = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model_id == model.id)
+        .order_by((ModelVersion.number == number).desc(), order)
+        .limit(1)
+    )
+    input_shape = [int(d or 0) for d in version.input_shape] if version is not None else []
+    return DatasetRead(
+        id=dataset_id,
+        name=f"Feedback on {model.name}",
+        task=model.task,
+        source="feedback",
+        rows=int(rows or 0),
+        input_shape=input_shape,
+        classes=feedback_classes(session, model),
+    )
+
+
+def feedback_arrays(
+    session: Session, *, store: ArtifactStore, owner_id: uuid.UUID, model: Model
+) -> DatasetArrays:
+    """The inputs the account sent to ``model`` with the labels it gave back, one row each.
+
+    Rows whose shape differs from the first one's (a later version took other inputs) are left
+    out rather than failing the whole set."""
+    classes = feedback_classes(session, model)
+    xs: list[np.ndarray] = []
+    ys: list[float | int] = []
+    for job in _feedback_rows(session, owner_id=owner_id, model=model):
+        inputs = load_inputs(job, store=store)
+        if xs and inputs.shape[1:] != xs[0].shape[1:]:
+            continue
+        labels = job.feedback or []
+        if len(labels) != inputs.shape[0]:
+            continue
+        xs.append(inputs.astype(np.float32, copy=False))
+        for label in labels:
+            ys.append(classes.index(label) if classes is not None else float(label))
+    if not xs:
+        raise InvalidInput(
+            f"There is no feedback on '{model.name}' yet.",
+            errors=[{"loc": ["body", "dataset"], "msg": "the feedback set is empty"}],
+        )
+    x = np.concatenate(xs)
+    y = np.asarray(ys, dtype=np.int64 if classes is not None else np.float32)
+    if classes is None:
+        return DatasetArrays(x=x, y=y, task="regression", classes=None)
+    return DatasetArrays(x=x, y=y, task="classification", classes=classes)
+
+
+# ---- the routes' operations ----------------------------------------------------------------
+
+
+def describe(session: Session, *, owner: User, dataset_id: str) -> DatasetRead:
+    if dataset_id in builtins.BUILTINS:
+        return _builtin_read(dataset_id)
+    if dataset_id.startswith(BUILTIN):
+        raise _not_found(dataset_id)
+    if dataset_id.startswith(FEEDBACK):
+        return _feedback_read(session, owner=owner, dataset_id=dataset_id)
+    return _upload_read(_uploaded(session, owner_id=owner.id, dataset_id=dataset_id))
+
+
+def list_datasets(
+    session: Session, *, owner: User, params: PageParams
+) -> tuple[list[DatasetRead], str | None]:
+    """Built-ins and feedback sets head the first page; the caller's uploads follow (newest
+    first)."""
+    head: list[DatasetRead] = []
+    if params.cursor is None:
+        head = [_builtin_read(i) for i in builtins.BUILTINS]
+        names = session.scalars(
+            select(Prediction.model_name)
+            .where(Prediction.owner_id == owner.id, Prediction.feedback_at.is_not(None))
+            .distinct()
+        )
+        for name in sorted(names):
+            try:
+                head.append(_feedback_read(session, owner=owner, dataset_id=FEEDBACK + name))
+            except NotFound:  # the model went away since
+                continue
+    rows, cursor = fetch_page(session, select(Dataset).where(Dataset.owner_id == owner.id), params)
+    return head + [_upload_read(d) for d in rows], cursor
+
+
+def create_dataset(
+    session: Session,
+    *,
+    owner: User,
+    store: ArtifactStore,
+    data: bytes,
+    filename: str | None,
+    content_type: str | None,
+    name: str,
+    task: Task,
+    label_column: str,
+    input_shape: Sequence[int] | None,
+) -> Dataset:
+    arrays = parse_upload(
+        data,
+        filename=filename,
+        content_type=content_type,
+        task=task,
+        label_column=label_column,
+        input_shape=input_shape,
+    )
+    info = store.put_bytes(to_npz_bytes(arrays))
+    dataset = Dataset(
+        owner_id=owner.id,
+        name=name,
+        task=task,
+        rows=arrays.rows,
+        input_shape=list(arrays.input_shape),
+        classes=arrays.classes,
+        sha256=info.sha256,
+        size_bytes=info.size_bytes,
+        created_at=utcnow(),
+    )
+    session.add(dataset)
+    session.commit()
+    return dataset
+
+
+def delete_dataset(session: Session, *, owner: User, store: ArtifactStore, dataset_id: str) -> None:
+    if dataset_id.startswith(BUILTIN):
+        describe(session, owner=owner, dataset_id=dataset_id)  # 404 for an unknown name
+        raise Forbidden("Built-in datasets cannot be deleted.")
+    if dataset_id.startswith(FEEDBACK):
+        model = _feedback_model(session, owner=owner, dataset_id=dataset_id)
+        for job in _feedback_rows(session, owner_id=owner.id, model=model):
+            job.feedback = None
+            job.feedback_at = None
+        session.commit()
+        return
+    dataset = _uploaded(session, owner_id=owner.id, dataset_id=dataset_id)
+    digest = dataset.sha256
+    session.delete(dataset)
+    session.commit()
+    if session.scalar(select(Dataset.id).where(Dataset.sha256 == digest).limit(1)) is None:
+        store.delete(digest)
+
+
+def load_arrays(
+    session: Session, *, store: ArtifactStore, owner: User, dataset_id: str
+) -> DatasetArrays:
+    if dataset_id in builtins.BUILTINS:
+        return builtins.load_builtin(dataset_id)
+    if dataset_id.startswith(BUILTIN):
+        raise _not_found(dataset_id)
+    if dataset_id.startswith(FEEDBACK):
+        model = _feedback_model(session, owner=owner, dataset_id=dataset_id)
+        return feedback_arrays(session, store=store, owner_id=owner.id, model=model)
+    dataset = _uploaded(session, owner_id=owner.id, dataset_id=dataset_id)
+    task: Task = "regression" if dataset.task == "regression" else "classification"
+    return from_npz_bytes(store.get_bytes(dataset.sha256), task=task, classes=dataset.classes)
+
+
+def load_pooled(
+    session: Session, *, store: ArtifactStore, owner: User, dataset_ids: Sequence[str]
+) -> DatasetArrays:
+    parts = [load_arrays(session, store=store, owner=owner, dataset_id=i) for i in dataset_ids]
+    if len(parts) == 1:
+        return parts[0]
+    pooled: DatasetArrays = pool(parts, names=list(dataset_ids))
+    return pooled

@@ -1,0 +1,118 @@
+"""Leases on job rows, shared by prediction jobs and trainings.
+
+A job row is the source of truth: a worker takes it with a compare-and-set update that bumps
+``attempts`` and sets a lease, renews the lease while it works, and writes its result only if
+its attempt still holds the row. Whatever is running past its lease (the worker vanished) or
+queued long after it was published (the broker lost the message) is taken back and published
+again by the reconciler.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, func, or_, select, update
+
+from aiaas.db import Database, utcnow
+from aiaas.predictions.models import QUEUED, RUNNING
+
+
+class JobRow(Protocol):
+    """What a leased job table has (``Prediction``, ``Training``)."""
+
+    id: Any
+    status: Any
+    attempts: Any
+    lease_expires_at: Any
+    dispatched_at: Any
+    created_at: Any
+    started_at: Any
+
+
+def claim(
+    database: Database, entity: type[JobRow], job_id: uuid.UUID, *, lease_s: float
+) -> int | None:
+    """Mark the job running for a new attempt; its number, or None if the job is finished or
+    held by a live lease."""
+    now = utcnow()
+    with database.session() as session:
+        attempts = session.scalar(select(entity.attempts).where(entity.id == job_id))
+        if attempts is None:
+            return None
+        result = session.execute(
+            update(entity)
+            .where(
+                entity.id == job_id,
+                entity.attempts == attempts,
+                or_(
+                    entity.status == QUEUED,
+                    (entity.status == RUNNING) & (entity.lease_expires_at < now),
+                ),
+            )
+            .values(
+                status=RUNNING,
+                attempts=attempts + 1,
+                started_at=func.coalesce(entity.started_at, now),
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+        )
+        session.commit()
+        return attempts + 1 if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def holds(entity: type[JobRow], job_id: uuid.UUID, attempt: int) -> Sequence[ColumnElement[bool]]:
+    """The conditions under which ``attempt`` still owns the running job."""
+    return (entity.id == job_id, entity.status == RUNNING, entity.attempts == attempt)
+
+
+def renew(
+    database: Database, entity: type[JobRow], job_id: uuid.UUID, attempt: int, *, lease_s: float
+) -> bool:
+    """Extend the lease; False when the job was canceled or taken over meanwhile."""
+    with database.session() as session:
+        result = session.execute(
+            update(entity)
+            .where(*holds(entity, job_id, attempt))
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        )
+        session.commit()
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def take_stale(
+    database: Database,
+    entity: type[JobRow],
+    *,
+    requeue_after_s: float,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> list[str]:
+    """Take the jobs to publish again: running past their lease, or queued and last published
+    more than ``requeue_after_s`` ago.
+
+    Each one is put back to queued with ``dispatched_at`` set to now, in a compare-and-set
+    update, so the next pass, of this gateway or another, leaves it alone until it is stale
+    again: a long backlog is not published twice over.
+    """
+    now: datetime = utcnow()
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    stale = or_(
+        (entity.status == RUNNING) & (entity.lease_expires_at < now),
+        (entity.status == QUEUED)
+        & (func.coalesce(entity.dispatched_at, entity.created_at) <= cutoff),
+    )
+    taken: list[str] = []
+    with database.session() as session:
+        candidates = list(session.scalars(select(entity.id).where(*where, stale)))
+        for ident in candidates:
+            result = session.execute(
+                update(entity)
+                .where(entity.id == ident, stale)
+                .values(status=QUEUED, dispatched_at=now, lease_expires_at=None)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                taken.append(str(ident))
+        session.commit()
+    return taken

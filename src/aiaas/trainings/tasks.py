@@ -1,0 +1,348 @@
+"""Task code for trainings, the same under both transports.
+
+The loop itself is ``ml.training.train``; this wires it to the job row (a lease renewed while it
+runs, compare-and-set status changes), to the artifact store (a checkpoint per epoch, the
+weights of the new version) and to the events the stream replays. A new attempt, after a worker
+died, resumes from the row's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from aiaas import jobs
+from aiaas.accounts.models import User
+from aiaas.datasets import service as datasets
+from aiaas.datasets.arrays import DatasetArrays
+from aiaas.db import Database, utcnow
+from aiaas.errors import AppError
+from aiaas.ml import architectures
+from aiaas.ml.evaluation import classification_metrics, regression_metrics
+from aiaas.ml.training import (
+    Canceled,
+    Checkpoint,
+    EpochReport,
+    Hyperparameters,
+    TrainingData,
+    seeded_model,
+    split_indices,
+    train,
+)
+from aiaas.ml.weights import load_safetensors, load_weights_into, save_state
+from aiaas.registry import versions
+from aiaas.registry.models import Model, ModelVersion
+from aiaas.registry.schemas import VersionSpec
+from aiaas.trainings.models import FAILED, SUCCEEDED, Training
+from aiaas.trainings.service import END, EPOCH, add_event, same_label, version_labels
+from aiaas.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+
+class Failed(Exception):
+    """The training cannot go on; the message is the job's error."""
+
+
+@dataclass
+class Plan:
+    """What one attempt needs, read from the database in one short transaction."""
+
+    owner_id: uuid.UUID
+    model_id: uuid.UUID
+    architecture: str
+    config: dict[str, Any]
+    classes: list[Any] | None
+    hyperparameters: dict[str, Any]
+    base_version: int | None
+    base_weights: bytes | None
+    checkpoint: bytes | None
+    data: DatasetArrays
+
+
+def _read_plan(ctx: WorkerContext, ident: uuid.UUID) -> Plan:
+    with ctx.database.session() as session:
+        training = session.get(Training, ident)
+        assert training is not None
+        owner = session.get(User, training.owner_id)
+        if owner is None or session.get(Model, training.model_id) is None:
+            raise Failed("the model or its owner was deleted")
+        try:
+            data = datasets.load_pooled(
+                session, store=ctx.store, owner=owner, dataset_ids=training.datasets
+            )
+        except AppError as exc:
+            raise Failed(f"the dataset cannot be read: {exc.detail}") from None
+        base_weights = None
+        if training.base_version is not None:
+            base = session.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.model_id == training.model_id,
+                    ModelVersion.number == training.base_version,
+                )
+            )
+            if base is None:
+                raise Failed(f"version {training.base_version} was deleted")
+            base_weights = ctx.store.get_bytes(base.sha256)
+        checkpoint = (
+            ctx.store.get_bytes(training.checkpoint_sha256) if training.checkpoint_sha256 else None
+        )
+        return Plan(
+            owner_id=training.owner_id,
+            model_id=training.model_id,
+            architecture=training.architecture,
+            config=dict(training.config),
+            classes=training.classes,
+            hyperparameters=dict(training.hyperparameters),
+            base_version=training.base_version,
+            base_weights=base_weights,
+            checkpoint=checkpoint,
+            data=data,
+        )
+
+
+def _training_data(plan: Plan) -> TrainingData:
+    data = plan.data
+    if plan.classes is None:
+        return TrainingData(x=data.x, y=data.y, task="regression", classes=None)
+    # The datasets' class indices, mapped onto the classes the outputs stand for.
+    mapping = np.array(
+        [
+            next(i for i, t in enumerate(plan.classes) if same_label(c, t))
+            for c in data.classes or []
+        ],
+        dtype=np.int64,
+    )
+    return TrainingData(
+        x=data.x,
+        y=mapping[data.y],
+        task="classification",
+        classes=[str(c) for c in plan.classes],
+    )
+
+
+def _build(ctx: WorkerContext, plan: Plan) -> torch.nn.Module:
+    parsed = architectures.parse_config(
+        plan.architecture, plan.config, max_parameters=ctx.settings.max_model_parameters
+    )
+    module = seeded_model(
+        lambda: architectures.build_model(plan.architecture, parsed),
+        int(plan.hyperparameters.get("seed", 0)),
+    )
+    if plan.base_weights is not None:
+        load_weights_into(module, load_safetensors(plan.base_weights))
+    return module
+
+
+def _evaluate(module: torch.nn.Module, data: TrainingData, rows: np.ndarray) -> dict[str, Any]:
+    """The base version's figures on this run's test split, for comparison with the new one."""
+    module.eval()
+    with torch.inference_mode():
+        outputs = module(torch.from_numpy(np.ascontiguousarray(data.x[rows]))).numpy()
+    if data.task == "classification":
+        assert data.classes is not None
+        return classification_metrics(data.y[rows], outputs.argmax(axis=1), data.classes)
+    return regression_metrics(data.y[rows], outputs.reshape(data.y[rows].shape))
+
+
+class _Progress:
+    """The callbacks the loop calls: checkpoint and event per epoch, lease renewal between."""
+
+    def __init__(self, ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> None:
+        self.ctx = ctx
+        self.ident = ident
+        self.attempt = attempt
+        self.lease_s = ctx.settings.job_lease_s
+        self.renewed = time.monotonic()
+        self.epoch_started = time.monotonic()
+        self.seconds: list[float] = []
+
+    def should_stop(self) -> bool:
+        # A renewal is one small UPDATE; a third of the lease apart keeps it rare and safe.
+        if time.monotonic() - self.renewed < self.lease_s / 3:
+            return False
+        self.renewed = time.monotonic()
+        return not jobs.renew(
+            self.ctx.database, Training, self.ident, self.attempt, lease_s=self.lease_s
+        )
+
+    def on_epoch(self, report: EpochReport, checkpoint: Checkpoint) -> None:
+        self.ctx.metrics.training_epoch_seconds.observe(report.seconds)
+        self.seconds.append(report.seconds)
+        info = self.ctx.store.put_bytes(checkpoint.to_bytes())
+        remaining = report.epochs - report.epoch
+        data = {
+            "epoch": report.epoch,
+            "epochs": report.epochs,
+            "train_loss": report.train_loss,
+            "val_loss": report.val_loss,
+            "metrics": report.metrics,
+            "progress": report.epoch / report.epochs,
+            "eta_s": round(remaining * sum(self.seconds) / len(self.seconds), 3),
+        }
+        with self.ctx.database.session() as session:
+            previous = session.scalar(
+                select(Training.checkpoint_sha256).where(Training.id == self.ident)
+            )
+            result = session.execute(
+                update(Training)
+                .where(*jobs.holds(Training, self.ident, self.attempt))
+                .values(
+                    epoch=report.epoch,
+                    metrics=report.metrics,
+                    checkpoint_sha256=info.sha256,
+                    epoch_seconds=report.seconds,
+                    lease_expires_at=utcnow() + timedelta(seconds=self.lease_s),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                self.ctx.store.delete(info.sha256)
+                raise Canceled()
+            add_event(session, self.ident, EPOCH, data)
+            try:
+                session.commit()
+            except IntegrityError:  # a cancel wrote the end event first
+                session.rollback()
+                self.ctx.store.delete(info.sha256)
+                raise Canceled() from None
+        self.renewed = time.monotonic()
+        if previous and previous != info.sha256:
+            self.ctx.store.delete(previous)
+
+
+def _finish(
+    ctx: WorkerContext,
+    ident: uuid.UUID,
+    attempt: int,
+    values: dict[str, Any],
+    end: dict[str, Any],
+) -> bool:
+    """Write the outcome if this attempt still holds the job; the checkpoint is spent then."""
+    with ctx.database.session() as session:
+        checkpoint = session.scalar(select(Training.checkpoint_sha256).where(Training.id == ident))
+        result = session.execute(
+            update(Training)
+            .where(*jobs.holds(Training, ident, attempt))
+            .values(**values, checkpoint_sha256=None, finished_at=utcnow(), lease_expires_at=None)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            return False
+        add_event(session, ident, END, end)
+        session.commit()
+    if checkpoint:
+        ctx.store.delete(checkpoint)
+    return True
+
+
+def run_training(ctx: WorkerContext, training_id: str) -> str:
+    """One attempt at a training; returns the status it ended in (or 'skipped'/'dropped')."""
+    ident = uuid.UUID(training_id)
+    attempt = jobs.claim(ctx.database, Training, ident, lease_s=ctx.settings.job_lease_s)
+    if attempt is None:
+        return "skipped"
+    ctx.metrics.trainings_running.inc()
+    try:
+        status = _run(ctx, ident, attempt)
+    finally:
+        ctx.metrics.trainings_running.dec()
+    if status in (SUCCEEDED, FAILED):
+        ctx.metrics.trainings.labels(status).inc()
+    return status
+
+
+def _run(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
+    progress = _Progress(ctx, ident, attempt)
+    try:
+        plan = _read_plan(ctx, ident)
+        data = _training_data(plan)
+        module = _build(ctx, plan)
+        base_figures = None
+        hp = Hyperparameters(**plan.hyperparameters)
+        if plan.base_weights is not None:
+            _, _, test = split_indices(
+                data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
+            )
+            if len(test):
+                base_figures = _evaluate(module, data, test)
+        resume = Checkpoint.from_bytes(plan.checkpoint) if plan.checkpoint else None
+        if resume is not None:
+            log.info("training %s resumes after epoch %d", ident, resume.epoch)
+        result = train(
+            module,
+            data,
+            hp,
+            device=ctx.device,
+            on_epoch=progress.on_epoch,
+            resume=resume,
+            should_stop=progress.should_stop,
+        )
+    except Canceled:
+        return "dropped"
+    except Exception as exc:
+        log.warning("training %s failed: %s", ident, exc, exc_info=not isinstance(exc, Failed))
+        error = str(exc) if isinstance(exc, Failed) else f"{type(exc).__name__}: {exc}"
+        _finish(
+            ctx,
+            ident,
+            attempt,
+            {"status": FAILED, "error": error},
+            {"status": FAILED, "version": None, "error": error},
+        )
+        return FAILED
+
+    metrics = dict(result.metrics)
+    if plan.base_version is not None:
+        metrics["base"] = {"version": plan.base_version, "metrics": base_figures}
+    metrics["epochs_run"] = result.epochs_run
+    metrics["stopped_early"] = result.stopped_early
+    if progress.should_stop():
+        return "dropped"
+    weights = save_state(result.state_dict)
+    with ctx.database.session() as session:
+        model = session.get(Model, plan.model_id)
+        if model is None:
+            return "dropped"
+        version = versions.create_version(
+            session,
+            model=model,
+            spec=VersionSpec(
+                architecture=plan.architecture,
+                config=plan.config,
+                labels=version_labels(plan.classes),
+            ),
+            weights=weights,
+            store=ctx.store,
+            max_parameters=ctx.settings.max_model_parameters,
+            metrics=metrics,
+        )
+        number = version.number
+    done = _finish(
+        ctx,
+        ident,
+        attempt,
+        {
+            "status": SUCCEEDED,
+            "version": number,
+            "metrics": metrics,
+            "epoch": result.epochs_run,
+        },
+        {"status": SUCCEEDED, "version": number},
+    )
+    if not done:
+        return "dropped"
+    return SUCCEEDED
+
+
+def stale_trainings(database: Database, *, requeue_after_s: float) -> list[str]:
+    return jobs.take_stale(database, Training, requeue_after_s=requeue_after_s)
