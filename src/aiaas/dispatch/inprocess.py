@@ -62,11 +62,16 @@ class InProcessDispatcher:
 
     async def close(self) -> None:
         self._closed = True
+        # A training stops at its next batch; its row is resumed from the checkpoint later.
+        self.ctx.stopping.set()
         for timer in list(self._timers):
             timer.cancel()
         await self._batchers.close_all()
         for pool in (self._jobs, self._trainings, self._webhooks, self._torch):
             pool.shutdown(wait=False, cancel_futures=True)
+        # Let the threads finish what they were doing before the database goes away.
+        await asyncio.to_thread(self._trainings.shutdown, wait=True)
+        await asyncio.to_thread(self._jobs.shutdown, wait=True)
 
     async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
         return await self._batchers.get(spec).submit(inputs)

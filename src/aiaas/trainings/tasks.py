@@ -167,6 +167,8 @@ class _Progress:
         self.seconds: list[float] = []
 
     def should_stop(self) -> bool:
+        if self.ctx.stopping.is_set():
+            return True
         # A renewal is one small UPDATE; a third of the lease apart keeps it rare and safe.
         if time.monotonic() - self.renewed < self.lease_s / 3:
             return False

@@ -7,8 +7,9 @@ Embedded mode builds one inside the gateway; a Celery worker builds one per proc
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +37,9 @@ class WorkerContext:
     runtimes: RuntimeCache
     metrics: Metrics
     schedule_webhook: WebhookScheduler
+    # Set when the process shuts down: long tasks (trainings) stop at their next step and
+    # leave their row to be resumed from its checkpoint.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def runtime(self, spec: ServingSpec) -> ModelRuntime:
         runtime: ModelRuntime = self.runtimes.get(spec)
