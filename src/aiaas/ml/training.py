@@ -74,6 +74,8 @@ class CheckpointInvalid(MLError):
 
 @dataclass(frozen=True)
 class Hyperparameters:
+    """How to train; ``ValueError`` on construction names every setting out of range."""
+
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -304,8 +306,10 @@ def split_indices(
     """Sorted ``(train, val, test)`` row indices, the same for the same data and seed.
 
     Classification splits are stratified: each class's rows are spread evenly over [0, 1)
-    in random order and the splits take consecutive stretches of that line, so every class
-    contributes its share (within one row) and a class too small to share stays in train.
+    in random order, and test, validation and train take consecutive stretches of that line
+    in this order. Every class contributes its share to each split (within a row), and as
+    the last row of a class sits at or past the middle, rare classes keep a training row
+    while validation and test take less than half of the rows.
     """
     data.check()
     rows = len(data.x)
@@ -321,7 +325,6 @@ def split_indices(
         order = np.lexsort((rng.permutation(rows), position))
     else:
         order = rng.permutation(rows)
-    # Train last: the positions near 0.5 of tiny classes fall to it.
     test, val, train = np.split(order, [n_test, n_test + n_val])
     return np.sort(train), np.sort(val), np.sort(test)
 
@@ -374,10 +377,14 @@ def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 @contextmanager
 def _forked_rng(device: torch.device) -> Iterator[None]:
     """Seeding inside this leaves the caller's RNG state (and the training device's) as it was."""
-    devices = [device.index or 0] if device.type == "cuda" else []
+    devices = [_cuda_index(device)] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type="cuda"):
         yield
 
@@ -396,6 +403,85 @@ def _optimizer(model: nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
 def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     model.eval()
     return torch.cat([model(x[i : i + _EVAL_CHUNK]) for i in range(0, len(x), _EVAL_CHUNK)])
+
+
+@dataclass
+class _Prepared:
+    """The data as the loop uses it: split, reshaped for the model, scaled, on the device."""
+
+    train_rows: npt.NDArray[np.int64]
+    val_rows: npt.NDArray[np.int64]
+    test_rows: npt.NDArray[np.int64]
+    x: npt.NDArray[np.float32]  # raw, flattened for an MLP
+    y: npt.NDArray[Any]  # int64 [N], or float32 [N, k]
+    first: nn.Linear | None  # where input scaling is folded
+    last: nn.Linear | None  # where target scaling is folded
+    input_scaling: tuple[torch.Tensor, torch.Tensor] | None
+    target_scaling: tuple[torch.Tensor, torch.Tensor] | None
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def _prepare(
+    model: nn.Module,
+    data: TrainingData,
+    hp: Hyperparameters,
+    device: torch.device,
+    resume: Checkpoint | None,
+) -> _Prepared:
+    train_rows, val_rows, test_rows = split_indices(
+        data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
+    )
+    x = np.asarray(data.x, dtype=np.float32)
+    features = math.prod(x.shape[1:])
+    first = _input_linear(model, features)
+    if first is not None:
+        x = x.reshape(len(x), features)
+    y: npt.NDArray[Any]
+    if data.task == "classification":
+        y, last = np.asarray(data.y, dtype=np.int64), None
+    else:
+        y = np.asarray(data.y, dtype=np.float32).reshape(len(x), -1)
+        last = _output_linear(model, data.outputs)
+    if resume is None:
+        input_scaling = _standardize(x[train_rows]) if first is not None else None
+        target_scaling = _standardize(y[train_rows]) if last is not None else None
+    else:
+        _check_resume(resume, hp, len(x))
+        input_scaling, target_scaling = resume.input_scaling, resume.target_scaling
+        if (input_scaling is None) != (first is None) or (target_scaling is None) != (last is None):
+            raise CheckpointInvalid("it was made for a model of another architecture")
+
+    def scaled(
+        values: npt.NDArray[Any], scaling: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> npt.NDArray[Any]:
+        if scaling is None:
+            return values
+        out: npt.NDArray[Any] = (values - scaling[0].numpy()) / scaling[1].numpy()
+        return out.astype(np.float32)
+
+    x_scaled, y_scaled = scaled(x, input_scaling), scaled(y, target_scaling)
+
+    def on_device(array: npt.NDArray[Any], rows: npt.NDArray[np.int64]) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array[rows])).to(device)
+
+    return _Prepared(
+        train_rows=train_rows,
+        val_rows=val_rows,
+        test_rows=test_rows,
+        x=x,
+        y=y,
+        first=first,
+        last=last,
+        input_scaling=input_scaling,
+        target_scaling=target_scaling,
+        x_train=on_device(x_scaled, train_rows),
+        y_train=on_device(y_scaled, train_rows),
+        x_val=on_device(x_scaled, val_rows),
+        y_val=on_device(y_scaled, val_rows),
+    )
 
 
 def _check_outputs(model: nn.Module, sample: torch.Tensor, data: TrainingData) -> None:
@@ -429,6 +515,51 @@ def _check_resume(checkpoint: Checkpoint, hp: Hyperparameters, rows: int) -> Non
             )
 
 
+@dataclass
+class _Progress:
+    """What changes from epoch to epoch besides the weights and the optimizer."""
+
+    epoch: int
+    history: History
+    best_state: dict[str, torch.Tensor] | None
+    best_loss: float | None
+    since_best: int
+
+
+def _start(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    hp: Hyperparameters,
+    device: torch.device,
+    resume: Checkpoint | None,
+) -> _Progress:
+    """Seed a new run, or put everything back where ``resume`` left it (inside the RNG fork)."""
+    if resume is None:
+        torch.default_generator.manual_seed(hp.seed)
+        if device.type == "cuda":
+            torch.cuda.default_generators[_cuda_index(device)].manual_seed(hp.seed)
+        shuffle.manual_seed(hp.seed)
+        return _Progress(epoch=0, history=[], best_state=None, best_loss=None, since_best=0)
+    try:
+        model.load_state_dict(resume.model_state)
+        groups = optimizer.state_dict()["param_groups"]
+        optimizer.load_state_dict({"state": resume.optimizer_state, "param_groups": groups})
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointInvalid(f"it does not fit this model ({str(exc)[:200]})") from None
+    torch.set_rng_state(resume.rng_state)
+    if device.type == "cuda" and resume.cuda_rng_state is not None:
+        torch.cuda.set_rng_state(resume.cuda_rng_state, device)
+    shuffle.set_state(resume.shuffle_state)
+    return _Progress(
+        epoch=resume.epoch,
+        history=[dict(entry) for entry in resume.history],
+        best_state=resume.best_state,
+        best_loss=resume.best_val_loss,
+        since_best=resume.epochs_since_best,
+    )
+
+
 def _val_metrics(
     outputs: torch.Tensor,
     targets: torch.Tensor,
@@ -441,6 +572,63 @@ def _val_metrics(
     if target_scaling is not None:
         per_output = per_output * target_scaling[1].to(per_output.device)
     return {"rmse": per_output.mean().item()}
+
+
+def _snapshot(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shuffle: torch.Generator,
+    progress: _Progress,
+    prepared: _Prepared,
+    hp: Hyperparameters,
+    device: torch.device,
+) -> Checkpoint:
+    optimizer_state = {
+        int(index): {
+            key: value.detach().to("cpu", copy=True) if isinstance(value, torch.Tensor) else value
+            for key, value in entries.items()
+        }
+        for index, entries in optimizer.state_dict()["state"].items()
+    }
+    return Checkpoint(
+        epoch=progress.epoch,
+        model_state=_cpu_state(model.state_dict()),
+        optimizer_state=optimizer_state,
+        rng_state=torch.get_rng_state(),
+        shuffle_state=shuffle.get_state(),
+        history=[dict(entry) for entry in progress.history],
+        # Never modified in place (a new best replaces the dict), so sharing it is safe.
+        best_state=progress.best_state,
+        best_val_loss=progress.best_loss,
+        epochs_since_best=progress.since_best,
+        input_scaling=prepared.input_scaling,
+        target_scaling=prepared.target_scaling,
+        hyperparameters=asdict(hp),
+        rows=len(prepared.x),
+        cuda_rng_state=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    )
+
+
+def _test_metrics(
+    model: nn.Module, prepared: _Prepared, data: TrainingData, device: torch.device
+) -> dict[str, Any]:
+    """Metrics of the finished, folded model on raw inputs: exactly what serving will see."""
+    split, rows = "test", prepared.test_rows
+    if len(rows) == 0:
+        split, rows = ("validation", prepared.val_rows)
+        if len(rows) == 0:
+            split, rows = "train", prepared.train_rows
+    inputs = torch.from_numpy(np.ascontiguousarray(prepared.x[rows])).to(device)
+    predicted = _outputs(model, inputs).cpu().numpy()
+    if data.classes is not None:
+        metrics = classification_metrics(prepared.y[rows], predicted.argmax(1), data.classes)
+    else:
+        truth = np.asarray(data.y, dtype=np.float32)[rows]
+        metrics = regression_metrics(truth, predicted.reshape(truth.shape))
+    sizes = (len(prepared.train_rows), len(prepared.val_rows), len(prepared.test_rows))
+    metrics["evaluated_on"] = split
+    metrics["rows"] = dict(zip(("train", "validation", "test"), sizes, strict=True))
+    return metrics
 
 
 def train(
@@ -460,85 +648,31 @@ def train(
     validation split the best epoch's weights (by validation loss) are returned, and
     ``early_stopping_patience`` epochs without improvement end the run.
     """
-    data.check()
-    train_rows, val_rows, test_rows = split_indices(
-        data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
-    )
-    x = np.asarray(data.x, dtype=np.float32)
-    features = math.prod(x.shape[1:])
-    first = _input_linear(model, features)
-    if first is not None:
-        x = x.reshape(len(x), features)
-    classify = data.task == "classification"
-    y = np.asarray(data.y, dtype=np.int64 if classify else np.float32)
-    y = y if classify else y.reshape(len(y), -1)
-    last = None if classify else _output_linear(model, data.outputs)
-
-    if resume is not None:
-        _check_resume(resume, hp, len(x))
-        input_scaling, target_scaling = resume.input_scaling, resume.target_scaling
-    else:
-        input_scaling = _standardize(x[train_rows]) if first is not None else None
-        target_scaling = _standardize(y[train_rows]) if last is not None else None
-    x_scaled, y_scaled = x, y
-    if input_scaling is not None:
-        x_scaled = ((x - input_scaling[0].numpy()) / input_scaling[1].numpy()).astype(np.float32)
-    if target_scaling is not None:
-        y_scaled = ((y - target_scaling[0].numpy()) / target_scaling[1].numpy()).astype(np.float32)
-
-    def on_device(array: npt.NDArray[Any], rows: npt.NDArray[np.int64]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array[rows])).to(device)
-
-    x_train, y_train = on_device(x_scaled, train_rows), on_device(y_scaled, train_rows)
-    x_val, y_val = on_device(x_scaled, val_rows), on_device(y_scaled, val_rows)
+    prepared = _prepare(model, data, hp, device, resume)
+    x_train, y_train = prepared.x_train, prepared.y_train
+    has_val = len(prepared.val_rows) > 0
     model.to(device)
     _check_outputs(model, x_train[:1], data)
-    loss_fn: nn.Module = nn.CrossEntropyLoss() if classify else nn.MSELoss()
+    loss_fn: nn.Module = nn.CrossEntropyLoss() if data.task == "classification" else nn.MSELoss()
     optimizer = _optimizer(model, hp)
-    has_val = len(val_rows) > 0
+    patience = hp.early_stopping_patience if has_val else None
 
     with _forked_rng(device):
         shuffle = torch.Generator()
-        if resume is None:
-            torch.default_generator.manual_seed(hp.seed)
-            if device.type == "cuda":
-                torch.cuda.manual_seed(hp.seed)
-            shuffle.manual_seed(hp.seed)
-            start, history, since_best = 0, [], 0
-            best_state: dict[str, torch.Tensor] | None = None
-            best_loss: float | None = None
-        else:
-            model.load_state_dict(resume.model_state)
-            optimizer.load_state_dict(
-                {
-                    "state": resume.optimizer_state,
-                    "param_groups": optimizer.state_dict()["param_groups"],
-                }
-            )
-            torch.set_rng_state(resume.rng_state)
-            if device.type == "cuda" and resume.cuda_rng_state is not None:
-                torch.cuda.set_rng_state(resume.cuda_rng_state, device)
-            shuffle.set_state(resume.shuffle_state)
-            start, history, since_best = (
-                resume.epoch,
-                list(resume.history),
-                resume.epochs_since_best,
-            )
-            best_state, best_loss = resume.best_state, resume.best_val_loss
-
-        epoch, patience = start, hp.early_stopping_patience
-        while epoch < hp.epochs and not (
-            has_val and patience is not None and since_best >= patience
+        progress = _start(model, optimizer, shuffle, hp, device, resume)
+        while progress.epoch < hp.epochs and not (
+            patience is not None and progress.since_best >= patience
         ):
-            epoch += 1
+            progress.epoch += 1
             began = time.perf_counter()
             model.train()
             order = torch.randperm(len(x_train), generator=shuffle).to(device)
+            # Summed on the device: one synchronization an epoch instead of one a batch.
             total = torch.zeros((), device=device)
             for begin in range(0, len(order), hp.batch_size):
-                batch = order[begin : begin + hp.batch_size]
                 if should_stop is not None and should_stop():
-                    raise Canceled(epochs_completed=epoch - 1)
+                    raise Canceled(epochs_completed=progress.epoch - 1)
+                batch = order[begin : begin + hp.batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x_train[batch]), y_train[batch])
                 loss.backward()
@@ -546,84 +680,47 @@ def train(
                 total += loss.detach() * len(batch)
             train_loss = total.item() / len(x_train)
             if not math.isfinite(train_loss):
-                raise Diverged(epoch=epoch)
+                raise Diverged(epoch=progress.epoch)
 
             val_loss: float | None = None
             metrics: dict[str, float] = {}
             if has_val:
-                outputs = _outputs(model, x_val)
-                val_loss = float(loss_fn(outputs, y_val).item())
-                metrics = _val_metrics(outputs, y_val, data.task, target_scaling)
-                if best_loss is None or val_loss < best_loss:
-                    best_loss, best_state, since_best = val_loss, _cpu_state(model.state_dict()), 0
+                outputs = _outputs(model, prepared.x_val)
+                val_loss = float(loss_fn(outputs, prepared.y_val).item())
+                metrics = _val_metrics(outputs, prepared.y_val, data.task, prepared.target_scaling)
+                if progress.best_loss is None or val_loss < progress.best_loss:
+                    progress.best_loss, progress.since_best = val_loss, 0
+                    progress.best_state = _cpu_state(model.state_dict())
                 else:
-                    since_best += 1
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+                    progress.since_best += 1
+            progress.history.append(
+                {"epoch": progress.epoch, "train_loss": train_loss, "val_loss": val_loss}
+            )
             if on_epoch is not None:
                 report = EpochReport(
-                    epoch=epoch,
+                    epoch=progress.epoch,
                     epochs=hp.epochs,
                     train_loss=train_loss,
                     val_loss=val_loss,
                     metrics=metrics,
                     seconds=time.perf_counter() - began,
                 )
-                checkpoint = Checkpoint(
-                    epoch=epoch,
-                    model_state=_cpu_state(model.state_dict()),
-                    optimizer_state={
-                        int(index): {
-                            key: value.detach().to("cpu", copy=True)
-                            if isinstance(value, torch.Tensor)
-                            else value
-                            for key, value in entries.items()
-                        }
-                        for index, entries in optimizer.state_dict()["state"].items()
-                    },
-                    rng_state=torch.get_rng_state(),
-                    shuffle_state=shuffle.get_state(),
-                    history=[dict(entry) for entry in history],
-                    best_state=best_state,
-                    best_val_loss=best_loss,
-                    epochs_since_best=since_best,
-                    input_scaling=input_scaling,
-                    target_scaling=target_scaling,
-                    hyperparameters=asdict(hp),
-                    rows=len(x),
-                    cuda_rng_state=(
-                        torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-                    ),
+                on_epoch(
+                    report, _snapshot(model, optimizer, shuffle, progress, prepared, hp, device)
                 )
-                on_epoch(report, checkpoint)
-        stopped_early = epoch < hp.epochs
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if first is not None and input_scaling is not None:
-        _fold_input(first, input_scaling)
-    if last is not None and target_scaling is not None:
-        _fold_output(last, target_scaling)
-    state_dict = _cpu_state(model.state_dict())
-
-    split, rows = "test", test_rows
-    if len(rows) == 0:
-        split, rows = ("validation", val_rows) if has_val else ("train", train_rows)
-    predicted = _outputs(model, on_device(x, rows)).cpu().numpy()
-    if classify:
-        assert data.classes is not None
-        metrics_out = classification_metrics(y[rows], predicted.argmax(1), data.classes)
-    else:
-        truth = np.asarray(data.y, dtype=np.float32)[rows]
-        metrics_out = regression_metrics(truth, predicted.reshape(truth.shape))
-    metrics_out |= {
-        "history": history,
-        "evaluated_on": split,
-        "rows": {"train": len(train_rows), "validation": len(val_rows), "test": len(test_rows)},
-    }
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
+    if prepared.first is not None and prepared.input_scaling is not None:
+        _fold_input(prepared.first, prepared.input_scaling)
+    if prepared.last is not None and prepared.target_scaling is not None:
+        _fold_output(prepared.last, prepared.target_scaling)
+    metrics_out = _test_metrics(model, prepared, data, device)
+    metrics_out["history"] = progress.history
     return TrainingResult(
-        state_dict=state_dict,
-        history=history,
+        state_dict=_cpu_state(model.state_dict()),
+        history=progress.history,
         metrics=metrics_out,
-        epochs_run=epoch,
-        stopped_early=stopped_early,
+        epochs_run=progress.epoch,
+        stopped_early=progress.epoch < hp.epochs,
     )
