@@ -599,9 +599,8 @@ def test_quality_on_the_builtin_datasets() -> None:
         data = _classification(
             digits.data.reshape(-1, 1, 8, 8), digits.target, [str(i) for i in range(10)]
         )
-        began = time.perf_counter()
+        # Quality only: the time target (60 s on two cores) is bench/training.py's to report.
         assert _quality("digits cnn", "cnn", data, default_config("cnn", (1, 8, 8), 10)) >= 0.97
-        assert time.perf_counter() - began < 60
 
         for name, load, floor in (
             ("iris", load_iris, 0.93),
@@ -612,9 +611,47 @@ def test_quality_on_the_builtin_datasets() -> None:
             config = default_config("mlp", data.x.shape[1:], data.outputs)
             assert _quality(f"{name} mlp", "mlp", data, config) >= floor
 
+        # The GRU (three times slower to train here) is left to bench/training.py.
         waves = _waves(600)
-        for cell in ("lstm", "gru"):
-            config = fit_config("rnn", {"cell": cell}, (32, 1), 3)
-            assert _quality(f"waves {cell}", "rnn", waves, config) >= 0.95
+        config = fit_config("rnn", {"cell": "lstm"}, (32, 1), 3)
+        assert _quality("waves lstm", "rnn", waves, config) >= 0.95
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_fine_tuning_starts_from_the_base_models_outputs(task: str) -> None:
+    # Features and targets far from standard scale, so scaling mistakes would show at once.
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((120, 4)) * [1.0, 10.0, 100.0, 0.1] + [5, -20, 300, 0]).astype(
+        np.float32
+    )
+    if task == "classification":
+        data = TrainingData(x=x, y=(x[:, 0] > 5).astype(np.int64), task="classification",
+                            classes=["no", "yes"])  # fmt: skip
+        outputs = 2
+    else:
+        y = (x @ np.array([1.0, 0.5, 0.01, 3.0]) * 40 + 700).astype(np.float32)
+        data = TrainingData(x=x, y=y, task="regression", classes=None)
+        outputs = 1
+    config = parse_config(
+        "mlp", {"input_dim": 4, "hidden": [8], "output_dim": outputs}, max_parameters=10**6
+    )
+    base = seeded_model(lambda: build_model("mlp", config), 0)
+    train(base, data, Hyperparameters(epochs=5, batch_size=16), device=torch.device("cpu"))
+    raw = torch.from_numpy(x)
+    with torch.inference_mode():
+        before = base(raw).clone()
+    # A step size too small to move anything: the tuned model must equal its base.
+    result = train(
+        base,
+        data,
+        Hyperparameters(epochs=1, batch_size=16, learning_rate=1e-12, optimizer="sgd"),
+        device=torch.device("cpu"),
+        from_base=True,
+    )
+    tuned = seeded_model(lambda: build_model("mlp", config), 1)
+    tuned.load_state_dict(result.state_dict)
+    with torch.inference_mode():
+        after = tuned(raw)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-3)

@@ -157,7 +157,7 @@ def test_cancel_stops_a_running_training(client: TestClient, trainer: Account) -
         ({"dataset": "builtin:digits-flat", "architecture": "rnn"}, 422, ["body", "dataset"]),
         ({"dataset": "builtin:nope", "architecture": "mlp"}, 404, None),
         ({"dataset": "0b3c8f6e-98a4-4a39-9d43-5a3a4b1a3b6d", "architecture": "mlp"}, 404, None),
-        ({"dataset": "builtin:iris", "architecture": "transformer"}, 422, None),
+        ({"dataset": "builtin:iris", "architecture": "transformer"}, 422, ["body", "architecture"]),
         ({"dataset": "builtin:iris"}, 422, None),
         ({"dataset": "builtin:iris", "architecture": "mlp", "base_version": 1}, 422, None),
         (
@@ -200,7 +200,7 @@ def test_cancel_stops_a_running_training(client: TestClient, trainer: Account) -
                 "hyperparameters": {"val_fraction": 0.5, "test_fraction": 0.5},
             },
             422,
-            None,
+            ["body", "hyperparameters", "test_fraction"],
         ),
         (
             {
@@ -220,15 +220,15 @@ def test_bad_trainings_are_refused_before_queueing(
     status: int,
     loc: list[Any] | None,
 ) -> None:
+    sent = {"model": unique("bad"), **body}
     problem = assert_problem(
-        client.post(
-            "/v1/trainings", json={"model": unique("bad"), **body}, headers=trainer.headers
-        ),
-        status,
+        client.post("/v1/trainings", json=sent, headers=trainer.headers), status
     )
     if loc is not None:
         assert any(e["loc"][: len(loc)] == loc for e in problem["errors"]), problem
     assert client.get("/v1/trainings", headers=trainer.headers).json()["data"] == []
+    # Nothing is left behind: not even the model a successful request would have made.
+    assert_problem(client.get(f"/v1/models/{sent['model']}", headers=trainer.headers), 404)
 
 
 def test_train_scope_is_needed(client: TestClient, trainer: Account) -> None:

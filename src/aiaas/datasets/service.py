@@ -8,6 +8,7 @@ predictions each time a training reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from aiaas.accounts.models import User
 from aiaas.datasets import builtins
-from aiaas.datasets.arrays import DatasetArrays, from_npz_bytes, pool, to_npz_bytes
+from aiaas.datasets.arrays import ClassLabel, DatasetArrays, from_npz_bytes, pool, to_npz_bytes
 from aiaas.datasets.models import Dataset
 from aiaas.datasets.parsing import parse_upload
 from aiaas.datasets.schemas import DatasetRead, Task
@@ -230,6 +231,9 @@ def create_dataset(
     label_column: str,
     input_shape: Sequence[int] | None,
 ) -> Dataset:
+    # Parsing a large file takes a while: end the request's read transaction first, which on
+    # SQLite would otherwise hold the database's write lock all along.
+    session.rollback()
     arrays = parse_upload(
         data,
         filename=filename,
@@ -290,10 +294,24 @@ def load_arrays(
 
 
 def load_pooled(
-    session: Session, *, store: ArtifactStore, owner: User, dataset_ids: Sequence[str]
+    session: Session,
+    *,
+    store: ArtifactStore,
+    owner: User,
+    dataset_ids: Sequence[str],
+    classes: Sequence[ClassLabel] | None = None,
 ) -> DatasetArrays:
+    """The datasets' rows together, class indices mapped onto ``classes`` when given.
+
+    Labels are matched as text, so an upload's integer 3 and a model's label "3" are one
+    class; the pooled set then names its classes as text."""
     parts = [load_arrays(session, store=store, owner=owner, dataset_id=i) for i in dataset_ids]
-    if len(parts) == 1:
+    if len(parts) == 1 and classes is None:
         return parts[0]
-    pooled: DatasetArrays = pool(parts, names=list(dataset_ids))
+    target = [str(c) for c in classes] if classes is not None else None
+    as_text = [
+        dataclasses.replace(p, classes=[str(c) for c in p.classes]) if p.classes else p
+        for p in parts
+    ]
+    pooled: DatasetArrays = pool(as_text, names=list(dataset_ids), classes=target)
     return pooled

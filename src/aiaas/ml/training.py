@@ -373,6 +373,23 @@ def _fold_output(layer: nn.Linear, scaling: tuple[torch.Tensor, torch.Tensor]) -
     layer.bias.copy_(layer.bias.double() * std + mean)
 
 
+@torch.no_grad()
+def _unfold_input(layer: nn.Linear, scaling: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The inverse of ``_fold_input``: the layer then takes standardized inputs and gives what
+    it gave for raw ones (a fine-tuned base version has its own scaling folded in)."""
+    mean, std = (t.to(layer.weight.device) for t in scaling)
+    weight = layer.weight.double()
+    layer.bias.copy_(layer.bias.double() + weight @ mean)
+    layer.weight.copy_(weight * std)
+
+
+@torch.no_grad()
+def _unfold_output(layer: nn.Linear, scaling: tuple[torch.Tensor, torch.Tensor]) -> None:
+    mean, std = (t.to(layer.weight.device) for t in scaling)
+    layer.weight.copy_(layer.weight.double() / std[:, None])
+    layer.bias.copy_((layer.bias.double() - mean) / std)
+
+
 def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
@@ -430,6 +447,7 @@ def _prepare(
     hp: Hyperparameters,
     device: torch.device,
     resume: Checkpoint | None,
+    from_base: bool,
 ) -> _Prepared:
     train_rows, val_rows, test_rows = split_indices(
         data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
@@ -448,6 +466,13 @@ def _prepare(
     if resume is None:
         input_scaling = _standardize(x[train_rows]) if first is not None else None
         target_scaling = _standardize(y[train_rows]) if last is not None else None
+        if from_base:
+            # Trained weights map raw inputs to raw outputs: make them take the scaled data
+            # the loop feeds, so that epoch 0 is exactly the base model.
+            if first is not None and input_scaling is not None:
+                _unfold_input(first, input_scaling)
+            if last is not None and target_scaling is not None:
+                _unfold_output(last, target_scaling)
     else:
         _check_resume(resume, hp, len(x))
         input_scaling, target_scaling = resume.input_scaling, resume.target_scaling
@@ -640,15 +665,17 @@ def train(
     on_epoch: Callable[[EpochReport, Checkpoint], None] | None = None,
     resume: Checkpoint | None = None,
     should_stop: Callable[[], bool] | None = None,
+    from_base: bool = False,
 ) -> TrainingResult:
     """Fit ``model`` on ``data``; afterwards the model holds the returned weights, in eval mode.
 
     ``on_epoch`` gets each epoch's report and a checkpoint to resume from. ``should_stop``
     is called before every batch (keep it cheap) and ends the run with ``Canceled``. With a
     validation split the best epoch's weights (by validation loss) are returned, and
-    ``early_stopping_patience`` epochs without improvement end the run.
+    ``early_stopping_patience`` epochs without improvement end the run. ``from_base`` says the
+    model holds trained weights (fine-tuning) whose outputs must not change before training.
     """
-    prepared = _prepare(model, data, hp, device, resume)
+    prepared = _prepare(model, data, hp, device, resume, from_base)
     x_train, y_train = prepared.x_train, prepared.y_train
     has_val = len(prepared.val_rows) > 0
     model.to(device)

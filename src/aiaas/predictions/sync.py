@@ -8,6 +8,7 @@ bodies with orjson/numpy rather than pydantic, and hands torch work to the dispa
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 import uuid
@@ -28,6 +29,8 @@ from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
 from aiaas.serving.runtime import postprocess
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -171,7 +174,11 @@ class PredictPath:
         counters.succeeded.inc()
         ident = fast_uuid4()
         if resolved.capture_inputs and self.record is not None:
-            await asyncio.to_thread(self.record, ident, user_id, resolved, batch, outputs)
+            try:
+                await asyncio.to_thread(self.record, ident, user_id, resolved, batch, outputs)
+            except Exception:
+                # The prediction itself succeeded: answer it; only feedback on it is lost.
+                log.exception("could not keep prediction %s for feedback", ident)
         self._total_latency.observe(time.perf_counter() - start)
         return PredictResult(ident, resolved, outputs)
 

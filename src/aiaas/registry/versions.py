@@ -112,7 +112,10 @@ def create_version(
     store: ArtifactStore,
     max_parameters: int,
     metrics: dict[str, Any] | None = None,
+    commit: bool = True,
 ) -> ModelVersion:
+    """Check and store a new version. ``commit=False`` leaves the row flushed in the caller's
+    transaction (a training commits it together with its own outcome)."""
     config, input_spec, parameters, labels = check_upload(
         model=model, spec=spec, weights=weights, max_parameters=max_parameters
     )
@@ -139,7 +142,10 @@ def create_version(
     )
     session.add(version)
     try:
-        session.commit()
+        if commit:
+            session.commit()
+        else:
+            session.flush()
     except IntegrityError as exc:
         session.rollback()
         release_artifacts(session, store=store, digests={info.sha256})

@@ -16,12 +16,9 @@ from sqlalchemy import select
 
 from aiaas.accounts import security
 from aiaas.accounts.models import User
-from aiaas.datasets import service as datasets
 from aiaas.db import Database, utcnow
-from aiaas.errors import Conflict
-from aiaas.registry import service as registry
+from aiaas.errors import AppError
 from aiaas.registry.models import Model, ModelVersion
-from aiaas.registry.schemas import ModelCreate
 from aiaas.trainings import service
 from aiaas.trainings.models import QUEUED, RUNNING, Training
 from aiaas.trainings.schemas import HyperparametersIn, TrainingCreate
@@ -109,19 +106,6 @@ def ensure_demo_models(database: Database, *, max_parameters: int) -> list[str]:
             user = session.get(User, owner.id)
             assert user is not None
             try:
-                if session.scalar(select(Model.id).where(Model.name == demo.model)) is None:
-                    info = datasets.describe(session, owner=user, dataset_id=demo.dataset)
-                    registry.create_model(
-                        session,
-                        owner=user,
-                        spec=ModelCreate(
-                            name=demo.model,
-                            task=info.task,
-                            description=demo.description,
-                            labels=service.version_labels(info.classes),
-                            visibility="public",
-                        ),
-                    )
                 training = service.create_training(
                     session,
                     owner=user,
@@ -133,8 +117,13 @@ def ensure_demo_models(database: Database, *, max_parameters: int) -> list[str]:
                         hyperparameters=HyperparametersIn(**demo.hyperparameters),
                     ),
                     max_parameters=max_parameters,
+                    visibility="public",
+                    description=demo.description,
                 )
-            except Conflict:  # another gateway starting at the same moment took it
+            except AppError as exc:
+                # Another gateway starting at the same moment took it (409), or an account
+                # owns the name (403): leave that one and go on with the others.
+                log.info("demo model %s not trained: %s", demo.model, exc.detail)
                 continue
             started.append(str(training.id))
             log.info("training demo model %s (%s)", demo.model, training.id)

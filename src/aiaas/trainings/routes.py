@@ -81,15 +81,18 @@ def get_training(id: uuid.UUID, principal: Trainer, session: SessionDep) -> Trai
     responses={**dict.fromkeys((401, 403, 404, 409), _PROBLEM)},
 )
 def cancel_training(
-    id: uuid.UUID, principal: Trainer, session: SessionDep, store: StoreDep, metrics: MetricsDep
+    id: uuid.UUID,
+    principal: Trainer,
+    session: SessionDep,
+    database: DatabaseDep,
+    store: StoreDep,
+    metrics: MetricsDep,
 ) -> TrainingRead:
     """Stop a queued or running training; nothing it computes afterwards is kept."""
     training = service.get_training(session, owner=principal.user, training_id=id)
-    checkpoint = training.checkpoint_sha256
     canceled = service.cancel_training(session, training=training)
     metrics.trainings.labels("canceled").inc()
-    if checkpoint:
-        store.delete(checkpoint)
+    service.drop_checkpoint(session, database, store, canceled)
     return service.to_read(canceled)
 
 

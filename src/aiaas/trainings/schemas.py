@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from aiaas.pagination import Page
 
@@ -28,11 +28,13 @@ class HyperparametersIn(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     early_stopping_patience: int | None = Field(default=None, ge=1, le=1000)
 
-    @model_validator(mode="after")
-    def _fractions(self) -> Self:
-        if self.val_fraction + self.test_fraction >= 1:
+    @field_validator("test_fraction")
+    @classmethod
+    def _fractions(cls, value: float, info: ValidationInfo) -> float:
+        # On test_fraction, so the error names a field; val_fraction is validated first.
+        if value + info.data.get("val_fraction", 0.0) >= 1:
             raise ValueError("val_fraction + test_fraction must be below 1")
-        return self
+        return value
 
 
 class TrainingCreate(BaseModel):

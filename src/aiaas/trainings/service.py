@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from aiaas.accounts.models import User
 from aiaas.datasets import service as datasets
 from aiaas.datasets.schemas import DatasetRead
-from aiaas.db import utcnow
+from aiaas.db import Database, utcnow
 from aiaas.errors import Conflict, InvalidInput, NotFound
 from aiaas.ml import architectures, defaults
 from aiaas.ml.errors import UnknownArchitecture
@@ -25,6 +25,7 @@ from aiaas.registry import service as registry
 from aiaas.registry import versions
 from aiaas.registry.models import Model
 from aiaas.registry.schemas import ModelCreate
+from aiaas.storage import ArtifactStore
 from aiaas.trainings.models import (
     CANCELED,
     FINISHED,
@@ -96,87 +97,123 @@ def _shape_fits(expected: Sequence[int | None], got: Sequence[int]) -> bool:
     return all(e is None or e == g for e, g in zip(expected, got, strict=True))
 
 
-def _model_for(session: Session, *, owner: User, name: str, first: DatasetRead) -> Model:
-    """The caller's model of that name, made (private) from the dataset when there is none."""
+def _existing_model(
+    session: Session, *, owner: User, name: str, first: DatasetRead
+) -> Model | None:
+    """The caller's model of that name (403 if someone else's, readable), or None."""
     try:
         model = registry.writable_model(session, name=name, user=owner)
     except NotFound:
-        try:
-            spec = ModelCreate(
-                name=name,
-                task=first.task,
-                labels=version_labels(first.classes),
-                description=f"Trained on {first.id}.",
-            )
-        except ValueError:
-            raise InvalidInput(
-                f"'{name}' is not a valid model name.",
-                errors=[{"loc": ["body", "model"], "msg": "lowercase slug, 2-63 characters"}],
-            ) from None
-        return registry.create_model(session, owner=owner, spec=spec)
+        return None
     if model.task != first.task:
         raise _dataset_problem(None, f"'{first.id}' is {first.task}; '{name}' is {model.task}.")
     return model
 
 
+def _new_model(
+    *, owner: User, name: str, first: DatasetRead, visibility: str, description: str | None
+) -> Model:
+    """A model for the training to fill, made from the first dataset (not yet added)."""
+    try:
+        spec = ModelCreate(
+            name=name,
+            task=first.task,
+            labels=version_labels(first.classes),
+            description=description or f"Trained on {first.id}.",
+            visibility=visibility,
+        )
+    except ValueError:
+        raise InvalidInput(
+            f"'{name}' is not a valid model name.",
+            errors=[{"loc": ["body", "model"], "msg": "lowercase slug, 2-63 characters"}],
+        ) from None
+    now = utcnow()
+    return Model(owner_id=owner.id, created_at=now, updated_at=now, **spec.model_dump())
+
+
+def _from_scratch(
+    spec: TrainingCreate, *, shape: tuple[int, ...], outputs: int, max_parameters: int
+) -> tuple[dict[str, Any], list[int | None]]:
+    """The config to train (filled in from the data) and the input shape it takes."""
+    assert spec.architecture is not None
+    architecture = spec.architecture
+    try:
+        architectures.get_architecture(architecture)
+    except UnknownArchitecture as exc:
+        raise InvalidInput(
+            f"Unknown architecture '{architecture}'.",
+            errors=[
+                {"loc": ["body", "architecture"], "msg": f"expected one of {', '.join(exc.known)}"}
+            ],
+        ) from None
+    given = (spec.config or {}).get("output_dim", outputs)
+    if given != outputs:
+        raise InvalidInput(
+            f"The config has {given} outputs; the data has {outputs}.",
+            errors=[{"loc": ["body", "config", "output_dim"], "msg": f"expected {outputs}"}],
+        )
+    try:
+        raw = spec.config or defaults.default_config(architecture, shape, outputs)
+        filled = defaults.fit_config(architecture, raw, shape, outputs)
+    except defaults.ShapeMismatch as exc:
+        if spec.config is None:
+            raise _dataset_problem(None, exc.msg) from None
+        raise InvalidInput(exc.msg, errors=[{"loc": ["body", "config"], "msg": exc.msg}]) from None
+    parsed = versions.checked_config(
+        architecture, filled, max_parameters=max_parameters, loc=("body", "config")
+    )
+    return parsed.model_dump(mode="json"), list(
+        architectures.input_spec(architecture, parsed).shape
+    )
+
+
 def create_training(
-    session: Session, *, owner: User, spec: TrainingCreate, max_parameters: int
+    session: Session,
+    *,
+    owner: User,
+    spec: TrainingCreate,
+    max_parameters: int,
+    visibility: str = "private",
+    description: str | None = None,
 ) -> Training:
+    """Check everything, then commit the training (and its model, when it is new) at once:
+    a refused request leaves nothing behind. ``visibility`` and ``description`` apply to a
+    model made here."""
     ids = spec.dataset_ids
     many = not isinstance(spec.dataset, str)
     reads = [datasets.describe(session, owner=owner, dataset_id=i) for i in ids]
+    for i, read in enumerate(reads):
+        if read.rows == 0:
+            raise _dataset_problem(i if many else None, f"'{read.id}' has no rows.")
     check_datasets(reads, many=many)
     first = reads[0]
     rows = sum(r.rows for r in reads)
     if rows < 2:
         raise _dataset_problem(None, "There are fewer than 2 rows to train on.")
-    model = _model_for(session, owner=owner, name=spec.model, first=first)
+    model = _existing_model(session, owner=owner, name=spec.model, first=first)
+    model_labels = model.labels if model is not None else None
     shape = tuple(first.input_shape)
 
     base_number: int | None = None
     if spec.base_version is not None:
+        if model is None:
+            raise NotFound(f"No model named '{spec.model}' to fine-tune.")
         base = versions.resolve_version(session, model=model, ref=spec.base_version)
         base_number = base.number
         architecture, config = base.architecture, dict(base.config)
-        classes = target_classes(reads, labels=base.labels or model.labels, many=many)
-        if classes is not None and not base.labels and not model.labels:
-            classes = list(range(int(config.get("output_dim", 0))))
-            target_classes(reads, labels=classes, many=many)
+        labels: Sequence[Any] | None = base.labels or model_labels
+        if first.task == "classification" and not labels:
+            labels = list(range(int(config.get("output_dim", 0))))
+        classes = target_classes(reads, labels=labels, many=many)
         expected = base.input_shape
     else:
         assert spec.architecture is not None
         architecture = spec.architecture
-        classes = target_classes(reads, labels=model.labels, many=many)
+        classes = target_classes(reads, labels=model_labels, many=many)
         outputs = len(classes) if classes is not None else 1
-        given = (spec.config or {}).get("output_dim", outputs)
-        if given != outputs:
-            raise InvalidInput(
-                f"The config has {given} outputs; the data has {outputs}.",
-                errors=[{"loc": ["body", "config", "output_dim"], "msg": f"expected {outputs}"}],
-            )
-        try:
-            architectures.get_architecture(architecture)
-            raw = spec.config or defaults.default_config(architecture, shape, outputs)
-            config = defaults.fit_config(architecture, raw, shape, outputs)
-        except defaults.ShapeMismatch as exc:
-            if spec.config is None:
-                raise _dataset_problem(None, exc.msg) from None
-            raise InvalidInput(
-                exc.msg, errors=[{"loc": ["body", "config"], "msg": exc.msg}]
-            ) from None
-        except UnknownArchitecture:
-            config = dict(spec.config or {})  # checked_config names the unknown architecture
-        parsed = versions.checked_config(
-            architecture, config, max_parameters=max_parameters, loc=("body", "config")
+        config, expected = _from_scratch(
+            spec, shape=shape, outputs=outputs, max_parameters=max_parameters
         )
-        config = parsed.model_dump(mode="json")
-        expected = list(architectures.input_spec(architecture, parsed).shape)
-        output_dim = int(config.get("output_dim", 0))
-        if output_dim != outputs:
-            raise InvalidInput(
-                f"The config has {output_dim} outputs; the data has {outputs}.",
-                errors=[{"loc": ["body", "config", "output_dim"], "msg": f"expected {outputs}"}],
-            )
     if not _shape_fits(expected, shape):
         raise _dataset_problem(
             None,
@@ -189,12 +226,26 @@ def create_training(
     for key in ("epochs", "batch_size", "learning_rate"):
         if hp[key] is None:
             hp[key] = chosen[key]
+    if model is None:
+        model = _new_model(
+            owner=owner,
+            name=spec.model,
+            first=first,
+            visibility=visibility,
+            description=description,
+        )
+        session.add(model)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent request took the name first
+            session.rollback()
+            raise Conflict(f"The name '{spec.model}' is taken.") from None
     now = utcnow()
     training = Training(
         owner_id=owner.id,
         model_id=model.id,
         model_name=model.name,
-        datasets=ids if many else ids[:1],
+        datasets=ids,
         architecture=architecture,
         config=config,
         base_version=base_number,
@@ -261,6 +312,29 @@ def cancel_training(session: Session, *, training: Training) -> Training:
     if training.status != CANCELED:
         raise Conflict(f"The training already finished ({training.status}).")
     return training
+
+
+def release_checkpoint(database: Database, store: ArtifactStore, digest: str) -> None:
+    """Delete a checkpoint blob unless a training's row still points at it: the store is
+    content-addressed, and two runs with the same seed write the same bytes."""
+    with database.session() as session:
+        held = session.scalar(
+            select(Training.id).where(Training.checkpoint_sha256 == digest).limit(1)
+        )
+    if held is None:
+        store.delete(digest)
+
+
+def drop_checkpoint(
+    session: Session, database: Database, store: ArtifactStore, training: Training
+) -> None:
+    """Forget a finished training's checkpoint. Only once it is finished: no attempt can
+    write another one then, so the digest read here is the last."""
+    digest = training.checkpoint_sha256
+    if digest and training.status in FINISHED:
+        training.checkpoint_sha256 = None
+        session.commit()
+        release_checkpoint(database, store, digest)
 
 
 def events_after(session: Session, *, training_id: uuid.UUID, seq: int) -> list[TrainingEvent]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aiaas import jobs
 from aiaas.accounts.models import User
@@ -42,11 +42,23 @@ from aiaas.ml.weights import load_safetensors, load_weights_into, save_state
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.registry.schemas import VersionSpec
+from aiaas.registry.service import release_artifacts
 from aiaas.trainings.models import FAILED, SUCCEEDED, Training
-from aiaas.trainings.service import END, EPOCH, add_event, same_label, version_labels
+from aiaas.trainings.service import (
+    END,
+    EPOCH,
+    add_event,
+    release_checkpoint,
+    same_label,
+    version_labels,
+)
 from aiaas.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
+
+
+# A training whose attempts keep dying (a worker killed for memory, a crash) is given up.
+MAX_ATTEMPTS = 5
 
 
 class Failed(Exception):
@@ -78,7 +90,11 @@ def _read_plan(ctx: WorkerContext, ident: uuid.UUID) -> Plan:
             raise Failed("the model or its owner was deleted")
         try:
             data = datasets.load_pooled(
-                session, store=ctx.store, owner=owner, dataset_ids=training.datasets
+                session,
+                store=ctx.store,
+                owner=owner,
+                dataset_ids=training.datasets,
+                classes=training.classes,
             )
         except AppError as exc:
             raise Failed(f"the dataset cannot be read: {exc.detail}") from None
@@ -208,18 +224,18 @@ class _Progress:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
-                self.ctx.store.delete(info.sha256)
+                release_checkpoint(self.ctx.database, self.ctx.store, info.sha256)
                 raise Canceled()
             add_event(session, self.ident, EPOCH, data)
             try:
                 session.commit()
             except IntegrityError:  # a cancel wrote the end event first
                 session.rollback()
-                self.ctx.store.delete(info.sha256)
+                release_checkpoint(self.ctx.database, self.ctx.store, info.sha256)
                 raise Canceled() from None
         self.renewed = time.monotonic()
         if previous and previous != info.sha256:
-            self.ctx.store.delete(previous)
+            release_checkpoint(self.ctx.database, self.ctx.store, previous)
 
 
 def _finish(
@@ -243,7 +259,7 @@ def _finish(
         add_event(session, ident, END, end)
         session.commit()
     if checkpoint:
-        ctx.store.delete(checkpoint)
+        release_checkpoint(ctx.database, ctx.store, checkpoint)
     return True
 
 
@@ -253,6 +269,12 @@ def run_training(ctx: WorkerContext, training_id: str) -> str:
     attempt = jobs.claim(ctx.database, Training, ident, lease_s=ctx.settings.job_lease_s)
     if attempt is None:
         return "skipped"
+    if attempt > MAX_ATTEMPTS:
+        error = f"given up after {MAX_ATTEMPTS} attempts whose workers stopped mid-run"
+        _finish(ctx, ident, attempt, {"status": FAILED, "error": error},
+                {"status": FAILED, "version": None, "error": error})  # fmt: skip
+        ctx.metrics.trainings.labels(FAILED).inc()
+        return FAILED
     ctx.metrics.trainings_running.inc()
     try:
         status = _run(ctx, ident, attempt)
@@ -264,36 +286,23 @@ def run_training(ctx: WorkerContext, training_id: str) -> str:
 
 
 def _run(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
-    progress = _Progress(ctx, ident, attempt)
     try:
-        plan = _read_plan(ctx, ident)
-        data = _training_data(plan)
-        module = _build(ctx, plan)
-        base_figures = None
-        hp = Hyperparameters(**plan.hyperparameters)
-        if plan.base_weights is not None:
-            _, _, test = split_indices(
-                data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
-            )
-            if len(test):
-                base_figures = _evaluate(module, data, test)
-        resume = Checkpoint.from_bytes(plan.checkpoint) if plan.checkpoint else None
-        if resume is not None:
-            log.info("training %s resumes after epoch %d", ident, resume.epoch)
-        result = train(
-            module,
-            data,
-            hp,
-            device=ctx.device,
-            on_epoch=progress.on_epoch,
-            resume=resume,
-            should_stop=progress.should_stop,
-        )
+        return _attempt(ctx, ident, attempt)
     except Canceled:
+        return "dropped"
+    except SQLAlchemyError as exc:
+        # The database is unreachable or busy: give the job up as if this worker had died;
+        # its lease runs out and a later attempt resumes from the last checkpoint.
+        log.warning("training %s: database error, leaving it to a later attempt: %s", ident, exc)
         return "dropped"
     except Exception as exc:
         log.warning("training %s failed: %s", ident, exc, exc_info=not isinstance(exc, Failed))
-        error = str(exc) if isinstance(exc, Failed) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, Failed):
+            error = str(exc)
+        elif isinstance(exc, AppError):
+            error = exc.detail
+        else:
+            error = f"{type(exc).__name__}: {exc}"
         _finish(
             ctx,
             ident,
@@ -303,18 +312,47 @@ def _run(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
         )
         return FAILED
 
+
+def _attempt(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
+    progress = _Progress(ctx, ident, attempt)
+    plan = _read_plan(ctx, ident)
+    data = _training_data(plan)
+    module = _build(ctx, plan)
+    base_figures = None
+    hp = Hyperparameters(**plan.hyperparameters)
+    if plan.base_weights is not None:
+        _, _, test = split_indices(
+            data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
+        )
+        if len(test):
+            base_figures = _evaluate(module, data, test)
+    resume = Checkpoint.from_bytes(plan.checkpoint) if plan.checkpoint else None
+    if resume is not None:
+        log.info("training %s resumes after epoch %d", ident, resume.epoch)
+    result = train(
+        module,
+        data,
+        hp,
+        device=ctx.device,
+        on_epoch=progress.on_epoch,
+        resume=resume,
+        should_stop=progress.should_stop,
+        from_base=plan.base_weights is not None,
+    )
+
     metrics = dict(result.metrics)
     if plan.base_version is not None:
         metrics["base"] = {"version": plan.base_version, "metrics": base_figures}
     metrics["epochs_run"] = result.epochs_run
     metrics["stopped_early"] = result.stopped_early
-    if progress.should_stop():
-        return "dropped"
     weights = save_state(result.state_dict)
+    # The version and the training's outcome commit together: a training canceled or taken
+    # over meanwhile leaves no version behind, and none is made twice.
     with ctx.database.session() as session:
         model = session.get(Model, plan.model_id)
         if model is None:
-            return "dropped"
+            raise Failed("the model was deleted")
+        checkpoint = session.scalar(select(Training.checkpoint_sha256).where(Training.id == ident))
         version = versions.create_version(
             session,
             model=model,
@@ -327,22 +365,30 @@ def _run(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
             store=ctx.store,
             max_parameters=ctx.settings.max_model_parameters,
             metrics=metrics,
+            commit=False,
         )
-        number = version.number
-    done = _finish(
-        ctx,
-        ident,
-        attempt,
-        {
-            "status": SUCCEEDED,
-            "version": number,
-            "metrics": metrics,
-            "epoch": result.epochs_run,
-        },
-        {"status": SUCCEEDED, "version": number},
-    )
-    if not done:
-        return "dropped"
+        number, digest = version.number, version.sha256
+        result_row = session.execute(
+            update(Training)
+            .where(*jobs.holds(Training, ident, attempt))
+            .values(
+                status=SUCCEEDED,
+                version=number,
+                metrics=metrics,
+                epoch=result.epochs_run,
+                checkpoint_sha256=None,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+            )
+        )
+        if result_row.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            release_artifacts(session, store=ctx.store, digests={digest})
+            return "dropped"
+        add_event(session, ident, END, {"status": SUCCEEDED, "version": number})
+        session.commit()
+    if checkpoint:
+        release_checkpoint(ctx.database, ctx.store, checkpoint)
     return SUCCEEDED
 
 
