@@ -17,7 +17,16 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, func, or_, select, update
 
 from aiaas.db import Database, utcnow
-from aiaas.predictions.models import QUEUED, RUNNING
+
+# The life of every job row (prediction jobs, trainings).
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+)
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELED})
 
 
 class JobRow(Protocol):

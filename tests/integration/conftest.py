@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -27,6 +28,25 @@ from tests.helpers import PASSWORD
 SECRET = "integration-secret-integration-secret-0123"
 # A database number of its own: the suite flushes it and nothing else.
 TEST_REDIS_DB = 13
+
+
+def deployment_settings(
+    tmp: Path, *, database_url: str, broker_url: str, **overrides: Any
+) -> Settings:
+    """Settings for a gateway and its workers: a shared artifact directory, cheap password
+    hashes, no demo trainings; ``overrides`` for what a test tunes."""
+    return Settings(
+        env="test",
+        var_dir=tmp / "var",
+        database_url=database_url,
+        artifacts_url=str(tmp / "artifacts"),
+        broker_url=broker_url,
+        secret_key=SecretStr(SECRET),
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        demo_models=False,
+        **overrides,
+    )
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -98,22 +118,16 @@ def deployment(
     redis.Redis.from_url(broker).flushdb()
     scratch = scratch_database(test_database_url, tmp)
     upgrade(scratch.url)
-    settings = Settings(
-        env="test",
-        var_dir=tmp / "var",
+    settings = deployment_settings(
+        tmp,
         database_url=scratch.url,
-        artifacts_url=str(tmp / "artifacts"),
         broker_url=broker,
-        secret_key=SecretStr(SECRET),
-        password_hash_time_cost=1,
-        password_hash_memory_kib=1024,
         webhook_allow_private=True,
         job_lease_s=4.0,
         reconcile_interval_s=1.0,
         requeue_after_s=30.0,
         broker_visibility_timeout_s=8.0,
         predict_timeout_s=20.0,
-        demo_models=False,
     )
     deployment = Deployment(settings, worker_env(settings))
     yield deployment

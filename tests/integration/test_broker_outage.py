@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from aiaas.config import Settings
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
 from tests.conftest import Account, scratch_database
 from tests.helpers import PASSWORD
-from tests.integration.conftest import Deployment, worker_env
+from tests.integration.conftest import Deployment, deployment_settings, worker_env
 from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 SECRET = "outage-secret-outage-secret-outage-secret"
@@ -91,18 +90,12 @@ def outage_setup(
     broker = f"redis://127.0.0.1:{server.port}/0"
     scratch = scratch_database(test_database_url, tmp_path)
     upgrade(scratch.url)
-    settings = Settings(
-        env="test",
-        var_dir=tmp_path / "var",
+    settings = deployment_settings(
+        tmp_path,
         database_url=scratch.url,
-        artifacts_url=str(tmp_path / "artifacts"),
         broker_url=broker,
-        secret_key=SecretStr(SECRET),
-        password_hash_time_cost=1,
-        password_hash_memory_kib=1024,
         broker_timeout_s=1.0,
         predict_timeout_s=5.0,
-        demo_models=False,
     )
     deployment = Deployment(settings, worker_env(settings))
     worker = deployment.start_worker(tmp_path)

@@ -4,6 +4,7 @@ feedback and fine-tuning, tenancy."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,11 @@ def test_cancel_stops_a_running_training(client: TestClient, trainer: Account) -
         architecture="cnn",
         hyperparameters={"epochs": 1000},
     )
+    url = f"/v1/trainings/{created['id']}"
+    deadline = time.monotonic() + 60
+    while client.get(url, headers=trainer.headers).json()["epoch"] < 1:
+        assert time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.05)
     canceled = client.post(f"/v1/trainings/{created['id']}/cancel", headers=trainer.headers)
     assert canceled.status_code == 202, canceled.text
     assert canceled.json()["status"] == "canceled"
@@ -145,9 +151,17 @@ def test_cancel_stops_a_running_training(client: TestClient, trainer: Account) -
     )
     assert frames[-1]["event"] == "end"
     assert frames[-1]["data"] == {"status": "canceled", "version": None}
-    body = client.get(f"/v1/trainings/{created['id']}", headers=trainer.headers).json()
+    body = client.get(url, headers=trainer.headers).json()
     assert body["status"] == "canceled"
     assert body["version"] is None
+    # The worker thread notices at its next epoch and stops: nothing runs on, no version.
+    while "aiaas_trainings_running 0.0" not in client.get("/metrics").text:
+        assert time.monotonic() < deadline + 60, "the canceled training kept running"
+        time.sleep(0.1)
+    stopped_at = client.get(url, headers=trainer.headers).json()["epoch"]
+    assert stopped_at < 1000
+    model = client.get(f"/v1/models/{body['model']}/versions", headers=trainer.headers)
+    assert model.json()["data"] == []
 
 
 @pytest.mark.parametrize(

@@ -18,15 +18,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aiaas.db import Base, UTCDateTime, new_id, utcnow
+from aiaas.jobs import CANCELED, FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "canceled",
-)
-FINISHED = frozenset({SUCCEEDED, FAILED, CANCELED})
+__all__ = ["CANCELED", "FAILED", "FINISHED", "QUEUED", "RUNNING", "SUCCEEDED", "Prediction"]
 
 
 class Prediction(Base):

@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aiaas.db import Base, UTCDateTime, new_id, utcnow
-from aiaas.predictions.models import CANCELED, FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED
+from aiaas.jobs import CANCELED, FAILED, FINISHED, QUEUED, RUNNING, SUCCEEDED
 
 __all__ = ["CANCELED", "FAILED", "FINISHED", "QUEUED", "RUNNING", "SUCCEEDED", "Training"]
 

@@ -49,7 +49,6 @@ from aiaas.trainings.service import (
     EPOCH,
     add_event,
     release_checkpoint,
-    same_label,
     version_labels,
 )
 from aiaas.worker.context import WorkerContext
@@ -130,19 +129,9 @@ def _training_data(plan: Plan) -> TrainingData:
     data = plan.data
     if plan.classes is None:
         return TrainingData(x=data.x, y=data.y, task="regression", classes=None)
-    # The datasets' class indices, mapped onto the classes the outputs stand for.
-    mapping = np.array(
-        [
-            next(i for i, t in enumerate(plan.classes) if same_label(c, t))
-            for c in data.classes or []
-        ],
-        dtype=np.int64,
-    )
+    # load_pooled mapped the rows' classes onto plan.classes: y indexes them already.
     return TrainingData(
-        x=data.x,
-        y=mapping[data.y],
-        task="classification",
-        classes=[str(c) for c in plan.classes],
+        x=data.x, y=data.y, task="classification", classes=[str(c) for c in plan.classes]
     )
 
 
