@@ -734,7 +734,14 @@ class Bench:
     def platform_env(self, name: str, extra: dict[str, str]) -> tuple[dict[str, str], Path]:
         home = self.tmp / name
         (home / "var").mkdir(parents=True)
-        env = base_env({"AIAAS_VAR_DIR": str(home / "var"), "AIAAS_SECRET_KEY": SECRET_KEY})
+        env = base_env(
+            {
+                "AIAAS_VAR_DIR": str(home / "var"),
+                "AIAAS_SECRET_KEY": SECRET_KEY,
+                # Demo models train at a gateway's first start: not while it is measured.
+                "AIAAS_DEMO_MODELS": "false",
+            }
+        )
         env.update(extra)
         return env, home
 

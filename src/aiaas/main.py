@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas import __version__, events
 from aiaas.accounts import security
@@ -84,6 +84,27 @@ def make_dispatcher(
     return dispatcher
 
 
+class Gateway(FastAPI):
+    """The FastAPI app with the request metrics and the predict lane in front of FastAPI's own
+    middleware stack.
+
+    The lane answers ``POST /v1/models/{name}/predict`` and catches its own errors, so it needs
+    none of that stack (server-error page, OpenTelemetry hooks checked on every request, body
+    limits it enforces itself); every other request goes through the lane into FastAPI as usual.
+    """
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is not None and scope["type"] == "http":
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def behind_front(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -128,7 +149,7 @@ def create_app(
             if owns_database:
                 db.dispose()
 
-    app = FastAPI(
+    app = Gateway(
         title="aiaas",
         version=__version__,
         summary="AI models as a service: register, pick a model, call its interface.",
@@ -158,12 +179,14 @@ def create_app(
     app.include_router(datasets_router)
     app.include_router(trainings_router)
 
-    # Last added runs first: metrics see every response, the 413s included.
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
-    app.add_middleware(
-        PredictFastLane, path=predict_path, max_body=int(settings.max_request_mb * MB)
+    # Metrics see every response, the lane's and the 413s included.
+    app.front = MetricsMiddleware(
+        PredictFastLane(
+            app.behind_front, path=predict_path, max_body=int(settings.max_request_mb * MB)
+        ),
+        metrics=metrics,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -19,9 +19,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from aiaas.db import Database
+from aiaas.dispatch import wire
 from aiaas.predictions import webhooks
+from aiaas.registry import versions
+from aiaas.registry.models import Model, ModelVersion
 from tests.conftest import Account
 from tests.helpers import assert_problem
 from tests.integration.conftest import Deployment
@@ -231,11 +237,11 @@ def test_sigkilled_worker_loses_no_job(
     receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    # A deep LSTM over long sequences takes a second or more per job, so the kill lands mid-job.
+    # A deep LSTM over long sequences takes seconds per job, so the kill lands mid-job.
     config = {"cell": "lstm", "input_size": 1, "hidden_size": 256, "num_layers": 2,
               "seq_len": 200, "output_dim": 3}  # fmt: skip
     name, _ = deploy_model(gateway, owner, config, architecture="rnn")
-    inputs = np.random.default_rng(0).normal(size=(64, 200, 1)).astype(np.float32).tolist()
+    inputs = np.random.default_rng(0).normal(size=(192, 200, 1)).astype(np.float32).tolist()
     worker.send_signal(signal.SIGTERM)  # queue the jobs with no worker listening
     worker.wait(timeout=30)
     ids = []
@@ -269,7 +275,7 @@ def test_sigkilled_worker_loses_no_job(
     deployment.wait_ready(replacement)
     finished = [wait_for(gateway, i, owner, timeout=120) for i in ids]
     assert [j["status"] for j in finished] == ["succeeded"] * len(ids)
-    assert all(len(j["outputs"]) == 64 for j in finished)
+    assert all(len(j["outputs"]) == 192 for j in finished)
 
     deadline = time.monotonic() + 30
     while len(receiver.deliveries) < len(ids) and time.monotonic() < deadline:
@@ -299,3 +305,78 @@ def test_worker_serves_its_own_metrics(
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert "aiaas_batch_size_count" in text
     assert 'aiaas_worker_device{device="cpu"} 1.0' in text
+
+
+def serving_spec_of(deployment: Deployment, name: str) -> dict[str, Any]:
+    database = Database.from_url(deployment.settings.resolved_database_url)
+    try:
+        with database.session() as session:
+            model = session.scalar(select(Model).where(Model.name == name))
+            assert model is not None
+            version = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id))
+            assert version is not None
+            spec = versions.serving_spec(
+                model, version, default_max_batch_size=64, default_max_delay_ms=0
+            )
+    finally:
+        database.dispose()
+    return spec.to_dict()
+
+
+def test_worker_answers_listed_batches_and_drops_stale_or_broken_ones(
+    deployment: Deployment, gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+) -> None:
+    """What a worker's batch thread does with each kind of message on the batch list: a
+    stale batch is dropped, garbage is dropped, a batch it cannot run gets an error reply, a
+    good one its outputs, and it keeps serving."""
+    name, module = deploy_model(gateway, owner)
+    spec = serving_spec_of(deployment, name)
+    missing = {**spec, "key": "0" * 64}
+    alive = [process for process in deployment.workers if process.poll() is None]
+    assert alive, "no worker is serving the batch list"
+    reply_to = f"{wire.REPLY_PREFIX}test-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(deployment.settings.broker_url or "")
+    key = wire.batch_key("predict")
+    now = time.time()
+
+    def batch(batch_id: str, spec: dict[str, Any], deadline: float) -> bytes:
+        return wire.pack_batch(
+            spec, ROWS, reply_to=reply_to, batch_id=batch_id, sent=now, deadline=deadline
+        )
+
+    replies: dict[str, wire.Reply] = {}
+    try:
+        client.rpush(
+            key,
+            batch("stale", spec, now - 1),
+            b"not a batch message",
+            batch("missing", missing, now + 30),
+            batch("live", spec, now + 30),
+        )
+        # Other workers of this module may take some of the messages: wait for both answers,
+        # then a little longer for a reply to the stale batch that must never come.
+        while len(replies) < 2:
+            item = client.blpop([reply_to], timeout=30)
+            assert item is not None, f"replies so far: {replies}"
+            reply = wire.read_reply(item[1])
+            replies[reply.batch_id] = reply
+        late = client.blpop([reply_to], timeout=2)
+        assert late is None, wire.read_reply(late[1])
+    finally:
+        client.delete(reply_to)
+        client.close()
+
+    assert sorted(replies) == ["live", "missing"]
+    assert replies["missing"].outputs is None
+    assert replies["missing"].error
+    live = replies["live"].outputs
+    assert live is not None
+    import torch
+
+    with torch.inference_mode():
+        expected = module(torch.from_numpy(ROWS)).softmax(-1).numpy()
+    np.testing.assert_allclose(live, expected, rtol=1e-5, atol=1e-6)
+    assert all(process.poll() is None for process in alive)
+    logs = "".join(log.read_text() for log in deployment.logs)
+    assert "past its deadline" in logs
+    assert "unreadable batch message" in logs

@@ -314,3 +314,69 @@ def test_a_batcher_outlives_its_event_loop(executor: ThreadPoolExecutor) -> None
     batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
     for value in (1.0, 2.0):
         np.testing.assert_array_equal(run(batcher.submit(rows(value))), compute(rows(value)))
+
+
+class AsyncRecorder:
+    """``run_batch_async``: waits (as a remote worker would) until released, records shapes,
+    fails on negative inputs."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[int, ...]] = []
+        self.release: asyncio.Event | None = None
+
+    async def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.shapes.append(batch.shape)
+        assert self.release is not None
+        await self.release.wait()
+        if (batch < 0).any():
+            raise ValueError("negative input")
+        return compute(batch)
+
+
+def test_a_coroutine_batch_runs_on_the_loop_and_batches_alike() -> None:
+    recorder = AsyncRecorder()
+    batcher = Batcher(run_batch_async=recorder, max_batch_size=64, max_delay_ms=0, max_inflight=2)
+    inputs = [rows(float(i)) for i in range(1, 41)]
+
+    async def main() -> list[np.ndarray]:
+        recorder.release = asyncio.Event()
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in inputs]
+        # The first two requests leave at once (two batches in flight); the rest queue.
+        await until(lambda: len(recorder.shapes) == 2 and batcher.queued == 38)
+        recorder.release.set()
+        return await asyncio.gather(*tasks)
+
+    results = run(main())
+    assert [shape[0] for shape in recorder.shapes] == [1, 1, 38]
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result, compute(x))
+
+
+def test_a_failed_coroutine_batch_fails_only_its_requests() -> None:
+    recorder = AsyncRecorder()
+    batcher = Batcher(run_batch_async=recorder, max_batch_size=2, max_delay_ms=0)
+
+    async def main() -> list[np.ndarray | BaseException]:
+        recorder.release = asyncio.Event()
+        recorder.release.set()
+        bad = asyncio.ensure_future(batcher.submit(rows(-1.0)))
+        good = asyncio.ensure_future(batcher.submit(rows(2.0)))
+        return await asyncio.gather(bad, good, return_exceptions=True)
+
+    bad, good = run(main())
+    assert isinstance(bad, ValueError)
+    assert isinstance(good, np.ndarray)
+    np.testing.assert_array_equal(good, compute(rows(2.0)))
+
+
+def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: ThreadPoolExecutor) -> None:
+    with pytest.raises(ValueError, match="run_batch_async"):
+        Batcher(compute, max_batch_size=8, max_delay_ms=0)
+    with pytest.raises(ValueError, match="run_batch_async"):
+        Batcher(
+            compute,
+            executor=executor,
+            run_batch_async=AsyncRecorder(),
+            max_batch_size=8,
+            max_delay_ms=0,
+        )

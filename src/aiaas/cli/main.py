@@ -84,7 +84,7 @@ def worker(
 
     from aiaas.config import get_settings
     from aiaas.worker import supervisor, tasks
-    from aiaas.worker.celery_app import create_celery
+    from aiaas.worker.celery_app import PREDICT_QUEUE, create_celery
 
     settings = get_settings()
     if not supervisor.is_child():
@@ -97,6 +97,9 @@ def worker(
         tasks.context()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host, registry=tasks.worker_metrics().registry)
+    if PREDICT_QUEUE in queues.split(","):
+        # Sync batches come on a list of their own, beside the Celery queue (dispatch.wire).
+        tasks.serve_batches(PREDICT_QUEUE, forked=concurrency > 1)
     pool = "solo" if concurrency == 1 else "prefork"
     celery.worker_main(
         [

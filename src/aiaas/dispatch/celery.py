@@ -1,24 +1,26 @@
-"""Distributed mode: the gateway batches requests, publishes one Celery task per batch, and
-waits for the reply on a Redis list of its own; async jobs travel as ids.
+"""Distributed mode: the gateway batches requests and pushes each batch onto the ``predict``
+queue's batch list, then awaits the reply on a Redis list of its own; async jobs and trainings
+travel as Celery tasks carrying ids.
 
-A reply listener thread blocks on the gateway's reply list and completes the waiting batch;
-nothing polls a result backend. When the broker is down, predictions answer 503 and async jobs
-stay queued in the database until the reconciler can publish them again.
+The batch path runs on the event loop with no thread in between: one RPUSH per batch, and one
+listener task blocked in BLPOP on the gateway's reply list completes the waiting batches. When
+the broker is down, predictions answer 503 and async jobs stay queued in the database until the
+reconciler can publish them again.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import redis
+import redis.asyncio
 from kombu.exceptions import OperationalError
 
 from aiaas.config import Settings
@@ -34,6 +36,9 @@ from aiaas.worker.celery_app import PREDICT_QUEUE, QUEUES, TRAINING_QUEUE, creat
 
 log = logging.getLogger(__name__)
 
+# How long one BLPOP of the reply listener blocks (below the socket timeout).
+LISTEN_S = 1
+
 
 class RemoteError(RuntimeError):
     """The worker failed on this batch; the message is the worker's."""
@@ -46,34 +51,40 @@ class CeleryDispatcher:
         self.database = database
         self.metrics = metrics
         self.celery = create_celery(settings)
+        # For the reconciler and the queue-depth gauge, which run on threads.
         self._redis = redis.Redis.from_url(
             settings.broker_url,
             socket_timeout=settings.broker_timeout_s,
             socket_connect_timeout=settings.broker_timeout_s,
         )
+        self._aredis: redis.asyncio.Redis | None = None
+        self._batch_key = wire.batch_key(PREDICT_QUEUE)
         self._reply_key = f"{wire.REPLY_PREFIX}{uuid.uuid4().hex}"
-        self._pending: dict[str, concurrent.futures.Future[dict[str, object]]] = {}
-        self._pending_lock = threading.Lock()
-        # Threads only wait on the broker here; several batches may be in flight at once.
-        self._waiters = ThreadPoolExecutor(16, thread_name_prefix="aiaas-batches")
+        self._pending: dict[str, asyncio.Future[wire.Reply]] = {}
         self._batchers = BatcherPool(
-            self._run_batch,
-            executor=self._waiters,
+            run_batch_async=self._run_batch,
             on_batch=self._on_batch,
             max_inflight=settings.max_batches_in_flight,
         )
         self._local = threading.local()
-        self._stop = threading.Event()
-        self._listener = threading.Thread(target=self._listen, name="aiaas-replies", daemon=True)
+        self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._listener.start()
+        self._aredis = redis.asyncio.Redis.from_url(
+            self.settings.broker_url or "",
+            socket_timeout=max(self.settings.broker_timeout_s, LISTEN_S + 1),
+            socket_connect_timeout=self.settings.broker_timeout_s,
+        )
+        self._listener = asyncio.create_task(self._listen(), name="aiaas-replies")
 
     async def close(self) -> None:
-        self._stop.set()
         await self._batchers.close_all()
-        self._waiters.shutdown(wait=False, cancel_futures=True)
-        self._listener.join(timeout=5)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._aredis is not None:
+            await self._aredis.aclose()
         self._redis.close()
 
     async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
@@ -82,52 +93,56 @@ class CeleryDispatcher:
     def _on_batch(self, rows: int) -> None:
         self.metrics.batch_size.observe(rows)
 
-    def _run_batch(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
+    async def _run_batch(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
+        assert self._aredis is not None, "start() was not called"
         batch_id = uuid.uuid4().hex
-        future: concurrent.futures.Future[dict[str, object]] = concurrent.futures.Future()
-        with self._pending_lock:
-            self._pending[batch_id] = future
+        timeout = self.settings.predict_timeout_s
+        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[batch_id] = future
+        now = time.time()
+        message = wire.pack_batch(
+            spec.to_dict(),
+            batch,
+            reply_to=self._reply_key,
+            batch_id=batch_id,
+            sent=now,
+            deadline=now + timeout,
+        )
         try:
-            self._publish(
-                "aiaas.predict_batch",
-                [spec.to_dict(), wire.pack_array(batch), self._reply_key, batch_id],
-                expires=self.settings.predict_timeout_s,
-            )
-            reply = future.result(timeout=self.settings.predict_timeout_s)
-        except (OperationalError, redis.RedisError, OSError) as exc:
+            async with asyncio.timeout(timeout):
+                await self._aredis.rpush(self._batch_key, message)
+                reply = await future
+        except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable(f"The job broker is unreachable: {exc}") from exc
-        except concurrent.futures.TimeoutError as exc:
-            raise GatewayTimeout(
-                f"No worker answered within {self.settings.predict_timeout_s:g}s."
-            ) from exc
+        except TimeoutError as exc:
+            raise GatewayTimeout(f"No worker answered within {timeout:g}s.") from exc
         finally:
-            with self._pending_lock:
-                self._pending.pop(batch_id, None)
-        if not reply.get("ok"):
-            raise RemoteError(str(reply.get("error")))
-        return wire.unpack_array(str(reply["outputs"]))
+            self._pending.pop(batch_id, None)
+        if reply.outputs is None:
+            raise RemoteError(str(reply.error))
+        return reply.outputs
 
-    def _listen(self) -> None:
-        while not self._stop.is_set():
+    async def _listen(self) -> None:
+        assert self._aredis is not None
+        while True:
             try:
-                item = self._redis.blpop([self._reply_key], timeout=1)
+                item = await self._aredis.blpop([self._reply_key], timeout=LISTEN_S)
             except (redis.RedisError, OSError) as exc:
                 # The broker is down: no reply to a batch in flight can come any more (a
                 # restarted Redis has lost the reply list), so answer its callers now.
                 self._fail_pending(exc)
-                self._stop.wait(0.5)
+                await asyncio.sleep(0.5)
                 continue
             if item is None:
                 continue
             try:
-                reply = wire.read_reply(
-                    bytes(item[1]) if not isinstance(item[1], str) else item[1].encode()
-                )
-            except ValueError:
-                log.warning("unreadable reply on %s", self._reply_key)
+                raw = item[1]
+                assert isinstance(raw, bytes)  # the client does not decode responses
+                reply = wire.read_reply(raw)
+            except ValueError as exc:
+                log.warning("unreadable reply on %s: %s", self._reply_key, exc)
                 continue
-            with self._pending_lock:
-                future = self._pending.get(str(reply.get("id")))
+            future = self._pending.get(reply.batch_id)
             if future is not None and not future.done():
                 future.set_result(reply)
 
@@ -136,8 +151,6 @@ class CeleryDispatcher:
         task: str,
         args: list[Any],
         *,
-        expires: float | None = None,
-        countdown: float = 0,
         queue: str = PREDICT_QUEUE,
     ) -> None:
         """Publish one task message on a connection this thread keeps.
@@ -155,14 +168,7 @@ class CeleryDispatcher:
             producer = local.producer = connection.Producer(serializer="json")
             local.connection = connection
         task_id = uuid.uuid4().hex
-        now = datetime.now(UTC)
-        message = self.celery.amqp.as_task_v2(
-            task_id,
-            task,
-            args=args,
-            expires=now + timedelta(seconds=expires) if expires else None,
-            eta=now + timedelta(seconds=countdown) if countdown > 0 else None,
-        )
+        message = self.celery.amqp.as_task_v2(task_id, task, args=args)
         try:
             producer.publish(
                 message.body,
@@ -180,9 +186,7 @@ class CeleryDispatcher:
             raise
 
     def _fail_pending(self, exc: BaseException) -> None:
-        with self._pending_lock:
-            pending = list(self._pending.values())
-        for future in pending:
+        for future in list(self._pending.values()):
             if not future.done():
                 future.set_exception(ServiceUnavailable(f"The job broker went away: {exc}"))
 
@@ -216,7 +220,11 @@ class CeleryDispatcher:
             pipe = self._redis.pipeline(transaction=False)
             for queue in QUEUES:
                 pipe.llen(queue)
-            for queue, depth in zip(QUEUES, pipe.execute(), strict=True):
-                self.metrics.queue_depth.labels(queue).set(int(depth))
+                pipe.llen(wire.batch_key(queue))
+            lengths = pipe.execute()
+            for i, queue in enumerate(QUEUES):
+                # What waits for a worker of this queue: Celery tasks and sync batches alike.
+                waiting = int(lengths[2 * i]) + int(lengths[2 * i + 1])
+                self.metrics.queue_depth.labels(queue).set(waiting)
         except (redis.RedisError, OSError):
             pass

@@ -16,7 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -27,6 +27,8 @@ from aiaas.serving.executor import make_executor as make_executor
 from aiaas.serving.spec import ServingSpec
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
+# A batch run that only waits (on remote workers): a coroutine on the loop, no thread.
+AsyncRunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
 
 
 class BatcherClosed(RuntimeError):
@@ -51,8 +53,23 @@ def run_split(run_batch: RunBatch, parts: Sequence[np.ndarray]) -> list[np.ndarr
 
     Runs on the executor thread, keeping the copies off the event loop.
     """
-    batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    outputs = run_batch(batch)
+    batch = _join(parts)
+    return _split(parts, batch, run_batch(batch))
+
+
+async def run_split_async(
+    run_batch: AsyncRunBatch, parts: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """``run_split`` for a coroutine ``run_batch``."""
+    batch = _join(parts)
+    return _split(parts, batch, await run_batch(batch))
+
+
+def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _split(parts: Sequence[np.ndarray], batch: np.ndarray, outputs: object) -> list[np.ndarray]:
     if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(batch):
         got = getattr(outputs, "shape", type(outputs).__name__)
         raise RuntimeError(f"run_batch returned {got} for a batch of {len(batch)} rows")
@@ -69,26 +86,34 @@ class Batcher:
     full wait that long (from its oldest request's arrival) for more rows; 0 never waits.
     ``max_inflight`` batches may run at once: 1 for a local model, whose forward already
     uses the cores; more where ``run_batch`` only waits on remote workers.
+
+    ``run_batch`` runs on ``executor``'s threads; ``run_batch_async`` (instead of both) is a
+    coroutine run on the loop, for batches that only wait on I/O.
     """
 
     def __init__(
         self,
-        run_batch: RunBatch,
+        run_batch: RunBatch | None = None,
         *,
         max_batch_size: int,
         max_delay_ms: float,
-        executor: concurrent.futures.Executor,
+        executor: concurrent.futures.Executor | None = None,
+        run_batch_async: AsyncRunBatch | None = None,
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
     ) -> None:
+        if (run_batch is None or executor is None) == (run_batch_async is None):
+            raise ValueError("give run_batch and executor, or run_batch_async alone")
         if max_batch_size < 1 or max_inflight < 1:
             raise ValueError(f"max_batch_size and max_inflight must be >= 1: {max_batch_size}")
         if not max_delay_ms >= 0:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
         self._run_batch = run_batch
+        self._run_batch_async = run_batch_async
         self._max_rows = max_batch_size
         self._delay = max_delay_ms / 1000
         self._executor = executor
+        self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
         self._max_inflight = max_inflight
         # Loop-bound state is created by the first submit, inside the running loop.
@@ -201,6 +226,14 @@ class Batcher:
         assert loop is not None
         self._inflight += 1
         notify(self._on_batch, sum(len(r.inputs) for r in batch))
+        if self._run_batch_async is not None:
+            task = loop.create_task(self._run_on_loop(self._run_batch_async, batch))
+            # The loop keeps only weak references to tasks.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        assert self._executor is not None
+        assert self._run_batch is not None
         try:
             work = self._executor.submit(run_split, self._run_batch, [r.inputs for r in batch])
         except RuntimeError as exc:
@@ -220,6 +253,17 @@ class Batcher:
                 loop.call_soon_threadsafe(self._finish, batch, outputs, error)
 
         work.add_done_callback(done)
+
+    async def _run_on_loop(self, run: AsyncRunBatch, batch: list[_Request]) -> None:
+        try:
+            outputs = await run_split_async(run, [r.inputs for r in batch])
+        except Exception as exc:
+            self._finish(batch, None, exc)
+        except asyncio.CancelledError:
+            self._finish(batch, None, BatcherClosed("the batch was cancelled"))
+            raise
+        else:
+            self._finish(batch, outputs, None)
 
     def _finish(
         self,
@@ -268,13 +312,17 @@ class BatcherPool:
 
     def __init__(
         self,
-        run_batch: Callable[[ServingSpec, np.ndarray], np.ndarray],
+        run_batch: Callable[[ServingSpec, np.ndarray], np.ndarray] | None = None,
         *,
-        executor: concurrent.futures.Executor,
+        executor: concurrent.futures.Executor | None = None,
+        run_batch_async: Callable[[ServingSpec, np.ndarray], Awaitable[np.ndarray]] | None = None,
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
     ) -> None:
+        if (run_batch is None or executor is None) == (run_batch_async is None):
+            raise ValueError("give run_batch and executor, or run_batch_async alone")
         self._run_batch = run_batch
+        self._run_batch_async = run_batch_async
         self._executor = executor
         self._on_batch = on_batch
         self._max_inflight = max_inflight
@@ -287,7 +335,10 @@ class BatcherPool:
         batcher = self._batchers.get(spec.key)
         if batcher is None:
             batcher = self._batchers[spec.key] = Batcher(
-                partial(self._run_batch, spec),
+                partial(self._run_batch, spec) if self._run_batch else None,
+                run_batch_async=(
+                    partial(self._run_batch_async, spec) if self._run_batch_async else None
+                ),
                 max_batch_size=spec.max_batch_size,
                 max_delay_ms=spec.max_delay_ms,
                 executor=self._executor,

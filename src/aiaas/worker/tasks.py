@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers that hand ids to the shared task code.
+"""Celery tasks: thin wrappers that hand ids to the shared task code; and the sync batch
+consumer's start and stop, tied to the worker's lifecycle.
 
 Each worker process builds its :class:`WorkerContext` on first use, after any fork, so no
 database engine, Redis connection or CUDA context is inherited from a parent.
@@ -7,24 +8,20 @@ database engine, Redis connection or CUDA context is inherited from a parent.
 from __future__ import annotations
 
 import threading
-import time
-from typing import Any
 
-import redis
-from celery import current_app, shared_task
+from celery import current_app, shared_task, signals
 
 from aiaas.config import get_settings
-from aiaas.dispatch import wire
 from aiaas.metrics import Metrics
 from aiaas.predictions import tasks
-from aiaas.serving.spec import ServingSpec
 from aiaas.trainings import tasks as training_tasks
+from aiaas.worker.batches import BatchConsumer
 from aiaas.worker.celery_app import PREDICT_QUEUE
 from aiaas.worker.context import WorkerContext, build_context
 
 _lock = threading.Lock()
 _ctx: WorkerContext | None = None
-_redis: redis.Redis | None = None
+_consumer: BatchConsumer | None = None
 _metrics: Metrics | None = None
 
 
@@ -46,41 +43,37 @@ def context() -> WorkerContext:
         return _ctx
 
 
-def _replies() -> redis.Redis:
-    global _redis
-    with _lock:
-        if _redis is None:
-            settings = get_settings()
-            assert settings.broker_url
-            _redis = redis.Redis.from_url(settings.broker_url)
-        return _redis
-
-
 def _schedule(job_id: str, delay_s: float) -> None:
     current_app.send_task(
         "aiaas.deliver_webhook", args=[job_id], queue=PREDICT_QUEUE, countdown=max(delay_s, 0)
     )
 
 
-@shared_task(name="aiaas.predict_batch", acks_late=False, ignore_result=True)
-def predict_batch(spec: dict[str, Any], inputs: str, reply_to: str, batch_id: str) -> None:
-    """One forward pass for a batch the gateway assembled; the reply goes to ``reply_to``."""
-    ctx = context()
-    start = time.perf_counter()
-    try:
-        batch = wire.unpack_array(inputs)
-        outputs = ctx.runtime(ServingSpec.from_dict(spec)).predict(batch)
-        compute = time.perf_counter() - start
-        ctx.metrics.batch_size.observe(int(batch.shape[0]))
-        ctx.metrics.prediction_latency.labels("compute").observe(compute)
-        message = wire.reply_ok(batch_id, outputs, compute)
-    except Exception as exc:
-        message = wire.reply_error(batch_id, f"{type(exc).__name__}: {exc}")
-    client = _replies()
-    pipe = client.pipeline(transaction=False)
-    pipe.rpush(reply_to, message)
-    pipe.expire(reply_to, wire.REPLY_TTL_S)
-    pipe.execute()
+def serve_batches(queue: str = PREDICT_QUEUE, *, forked: bool = False) -> None:
+    """Consume ``queue``'s sync batches in this process, or in each child a prefork pool
+    forks (``forked``), alongside Celery's own consumer; stop with the process."""
+
+    def start(**_: object) -> None:
+        global _consumer
+        settings = get_settings()
+        assert settings.broker_url
+        with _lock:
+            if _consumer is None:
+                _consumer = BatchConsumer(context, settings.broker_url, queue)
+                _consumer.start()
+
+    def stop(**_: object) -> None:
+        with _lock:
+            consumer = _consumer
+        if consumer is not None:
+            consumer.stop()
+
+    if forked:
+        signals.worker_process_init.connect(start, weak=False)
+        signals.worker_process_shutdown.connect(stop, weak=False)
+    else:
+        start()
+        signals.worker_shutdown.connect(stop, weak=False)
 
 
 @shared_task(name="aiaas.run_prediction_job", acks_late=True, reject_on_worker_lost=True)

@@ -1,0 +1,110 @@
+"""Sync batches on a worker: pop one from the queue's batch list, run it, reply.
+
+Each worker process that serves the ``predict`` queue runs one consumer thread beside Celery's
+own consumer (which takes async jobs and webhooks from the same queue name). Many workers pop
+from one list, so Redis hands each batch to exactly one of them. See ``dispatch.wire`` for why
+these batches are not Celery tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from aiaas.dispatch import wire
+from aiaas.serving.spec import ServingSpec
+from aiaas.worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+# How long one BLPOP blocks: bounds how late a stop request is seen.
+POLL_S = 1.0
+
+
+def run_batch_message(ctx: WorkerContext, raw: bytes) -> tuple[str, bytes] | None:
+    """The reply to one batch message and where it goes; None when nobody waits for it."""
+    try:
+        message = wire.unpack_batch(raw)
+    except ValueError as exc:
+        log.warning("dropped an unreadable batch message: %s", exc)
+        return None
+    now = time.time()
+    if now > message.deadline:
+        # Its gateway has answered 504 already; computing it would only delay the next one.
+        late = now - message.deadline
+        log.info("dropped batch %s, %.1fs past its deadline", message.batch_id, late)
+        return None
+    ctx.metrics.prediction_latency.labels("queue").observe(max(now - message.sent, 0.0))
+    start = time.perf_counter()
+    try:
+        outputs = ctx.runtime(ServingSpec.from_dict(message.spec)).predict(message.inputs)
+    except Exception as exc:
+        # Only this batch's requests fail, each with the worker's reason.
+        return message.reply_to, wire.reply_error(message.batch_id, f"{type(exc).__name__}: {exc}")
+    compute = time.perf_counter() - start
+    ctx.metrics.batch_size.observe(int(message.inputs.shape[0]))
+    ctx.metrics.prediction_latency.labels("compute").observe(compute)
+    return message.reply_to, wire.reply_ok(message.batch_id, outputs, compute)
+
+
+def consume(
+    context: Callable[[], WorkerContext],
+    client: redis.Redis,
+    queue: str,
+    stop: threading.Event,
+) -> None:
+    """Serve ``queue``'s sync batches until ``stop`` is set."""
+    key = wire.batch_key(queue)
+    while not stop.is_set():
+        try:
+            item = client.blpop([key], timeout=POLL_S)
+        except (redis.RedisError, OSError) as exc:
+            # The supervisor restarts the whole worker if the broker stays away; until then
+            # keep trying without spinning.
+            log.warning("batch list %s unreachable: %s", key, exc)
+            stop.wait(0.5)
+            continue
+        if item is None:
+            continue
+        raw = item[1]
+        assert isinstance(raw, bytes)  # the client does not decode responses
+        answer = run_batch_message(context(), raw)
+        if answer is None:
+            continue
+        reply_to, reply = answer
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.rpush(reply_to, reply)
+            # A gateway that went away never reads its list: let Redis drop it.
+            pipe.expire(reply_to, wire.REPLY_TTL_S)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not reply to %s: %s", reply_to, exc)
+
+
+class BatchConsumer:
+    """The consumer thread of one worker process."""
+
+    def __init__(self, context: Callable[[], WorkerContext], broker_url: str, queue: str) -> None:
+        self._stop = threading.Event()
+        self._client = redis.Redis.from_url(broker_url)
+        self._thread = threading.Thread(
+            target=consume,
+            args=(context, self._client, queue, self._stop),
+            name="aiaas-batches",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = POLL_S + 30) -> None:
+        """Finish the batch in hand (its gateway is waiting for it), then return."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._client.close()
