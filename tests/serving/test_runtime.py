@@ -101,6 +101,25 @@ def test_loading_sets_eval_mode_without_gradients() -> None:
     np.testing.assert_array_equal(runtime.predict(x), runtime.predict(x))
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_served_modules_have_no_dropout_and_answer_as_the_eval_model(architecture: str) -> None:
+    config = (
+        {"input_dim": 4, "hidden": [16, 8], "output_dim": 3, "dropout": 0.3}
+        if architecture == "mlp"
+        else None
+    )
+    spec = make_spec(architecture, config)
+    original = make_module(spec)
+    original.eval()
+    assert any(isinstance(m, torch.nn.Dropout) for m in original.modules())
+    runtime = ModelRuntime.load(spec, save_safetensors(original), device=CPU)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in runtime.module.modules())
+    x = np.random.default_rng(0).normal(size=(5, *sample_shape(spec))).astype(np.float32)
+    with torch.inference_mode():
+        expected = original(torch.from_numpy(x)).softmax(-1).numpy()
+    np.testing.assert_array_equal(runtime.predict(x), expected)
+
+
 def test_weights_of_another_model_are_refused() -> None:
     spec = make_spec("mlp")
     other = make_module(make_spec("cnn"))

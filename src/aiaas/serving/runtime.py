@@ -50,6 +50,7 @@ class ModelRuntime:
         module = build_model(spec.architecture, config)
         load_weights_into(module, load_safetensors(weights))
         module.eval()
+        _strip_dropout(module)
         # Freezing parameters keeps autograd bookkeeping off even outside inference_mode.
         module.requires_grad_(False)
         runtime = cls(spec, module.to(device), device)
@@ -109,7 +110,9 @@ class ModelRuntime:
             outputs = self._module(inputs)
             if self._spec.task == "classification":
                 outputs = outputs.softmax(-1)
-            result: np.ndarray = outputs.to(device="cpu", dtype=torch.float32).numpy()
+            if outputs.device.type != "cpu" or outputs.dtype != torch.float32:
+                outputs = outputs.to(device="cpu", dtype=torch.float32)
+            result: np.ndarray = outputs.numpy()
         return result
 
     def postprocess(self, outputs: np.ndarray) -> list[Any]:
@@ -144,6 +147,27 @@ def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
         return list(indices)
     labels = spec.labels
     return [labels[i] for i in indices]
+
+
+_DROPOUTS: Final = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+
+def _strip_dropout(module: nn.Module) -> None:
+    """Replace dropout layers with identities. In eval mode they return their input anyway,
+    but each is still a torch op per forward, and every op hands the GIL to the event loop
+    and has to win it back (docs/performance.md)."""
+    for name, child in module.named_children():
+        if isinstance(child, _DROPOUTS):
+            setattr(module, name, nn.Identity())
+        else:
+            _strip_dropout(child)
 
 
 def _dim(size: int | None) -> str:
