@@ -206,7 +206,14 @@ async def _reconcile_forever(dispatcher: Dispatcher, settings: Settings) -> None
     """Hand out again the jobs whose worker vanished or whose message the broker lost."""
     while True:
         await asyncio.sleep(settings.reconcile_interval_s)
+        work = asyncio.ensure_future(asyncio.to_thread(dispatcher.reconcile))
         try:
-            await asyncio.to_thread(dispatcher.reconcile)
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Shutting down: a pass in progress still holds a database connection, and the
+            # database is disposed of next; a thread cannot be cancelled, so wait for it.
+            with contextlib.suppress(Exception):
+                await work
+            raise
         except Exception:  # a database blip must not end the loop
             log.exception("reconcile failed")
