@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from aiaas.db import Database
 from aiaas.dispatch import wire
+from aiaas.main import create_app
 from aiaas.predictions import webhooks
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
@@ -380,3 +381,29 @@ def test_worker_answers_listed_batches_and_drops_stale_or_broken_ones(
     logs = "".join(log.read_text() for log in deployment.logs)
     assert "past its deadline" in logs
     assert "unreadable batch message" in logs
+
+
+def test_sync_predict_answers_504_when_no_worker_takes_the_batch(
+    deployment: Deployment, gateway: TestClient, owner: Account
+) -> None:
+    """A gateway whose broker has no worker listening: the batch is published, nobody
+    answers, and the caller gets 504 at the predict timeout."""
+    name, _ = deploy_model(gateway, owner)
+    broker = (deployment.settings.broker_url or "").rsplit("/", 1)[0] + "/14"
+    client = redis.Redis.from_url(broker)
+    client.flushdb()
+    lonely = deployment.settings.model_copy(update={"broker_url": broker, "predict_timeout_s": 1.5})
+    try:
+        with TestClient(create_app(lonely)) as alone:
+            start = time.monotonic()
+            response = alone.post(
+                f"/v1/models/{name}/predict", json={"inputs": ROWS.tolist()}, headers=owner.headers
+            )
+            waited = time.monotonic() - start
+        assert_problem(response, 504)
+        assert waited >= 1.5
+        # The batch really went out: it is still on the list, waiting for a worker.
+        assert client.llen(wire.batch_key("predict")) == 1
+    finally:
+        client.flushdb()
+        client.close()
