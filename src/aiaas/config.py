@@ -107,6 +107,16 @@ class Settings(BaseSettings):
     worker_warmup: bool = True
     """Run one forward pass when a model is loaded, so the first request is not the slow one."""
 
+    sched_batch: bool = True
+    """Run ``aiaas serve`` and ``aiaas worker`` under Linux's SCHED_BATCH scheduling policy:
+    the event loop and the torch thread then hand requests to each other without preempting
+    one another (see docs/performance.md). Off, they keep the default policy, which wakes a
+    thread sooner when other processes keep the cores busy."""
+
+    worker_trace: bool = True
+    """On CPUs, run forward passes as one traced TorchScript graph wherever the trace
+    reproduces the eager model (checked at load); off, every model runs eagerly."""
+
     auth_cache_ttl_s: float = Field(default=5.0, ge=0)
     """How long the predict path trusts a checked credential before refreshing it in the
     background (revocation is seen at once on the gateway that revoked; other gateways see it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,10 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # prometheus_client's labels() validates, locks and builds a tuple on every call;
+        # the label sets are few (routes x methods x statuses), so their children are kept.
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,11 +49,17 @@ class MetricsMiddleware:
         finally:
             route: BaseRoute | None = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            method = scope["method"]
-            self.metrics.http_requests.labels(method, template, str(status)).inc()
-            self.metrics.http_request_duration.labels(method, template).observe(
-                time.perf_counter() - start
-            )
+            method: str = scope["method"]
+            counter = self._counted.get((method, template, status))
+            if counter is None:
+                counter = self.metrics.http_requests.labels(method, template, str(status))
+                self._counted[(method, template, status)] = counter
+            counter.inc()
+            timer = self._timed.get((method, template))
+            if timer is None:
+                timer = self.metrics.http_request_duration.labels(method, template)
+                self._timed[(method, template)] = timer
+            timer.observe(time.perf_counter() - start)
 
 
 class BodyLimitMiddleware:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from aiaas.serving import Batcher, BatcherClosed
+from aiaas.serving.batching import BatchTimeout
 
 T = TypeVar("T")
 
@@ -380,3 +381,54 @@ def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: ThreadPoolExe
             max_batch_size=8,
             max_delay_ms=0,
         )
+
+
+def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
+    executor: ThreadPoolExecutor,
+) -> None:
+    recorder = Recorder(held=True)
+    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor, timeout_s=0.3)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        computing = await hold(batcher, recorder)  # in a batch that does not come back
+        queued = asyncio.ensure_future(batcher.submit(rows(1.0)))  # waiting for that batch
+        for late in (computing, queued):
+            with pytest.raises(BatchTimeout, match=r"no answer within 0\.3s"):
+                await late
+        assert 0.3 <= loop.time() - started < 5
+        # A request that arrives after them has a deadline of its own.
+        fresh = asyncio.ensure_future(batcher.submit(rows(2.0)))
+        await asyncio.sleep(0.1)
+        recorder.gate.set()
+        np.testing.assert_array_equal(await fresh, compute(rows(2.0)))
+        assert batcher.queued == batcher.inflight == 0
+
+    run(main())
+    # The timed-out request's batch still ran; the one that timed out in the queue was
+    # dropped before its batch started.
+    assert recorder.rows == [1, 1]
+
+
+def test_answered_requests_are_not_timed_out(executor: ThreadPoolExecutor) -> None:
+    batcher = Batcher(
+        Recorder(), max_batch_size=4, max_delay_ms=0, executor=executor, timeout_s=0.2
+    )
+
+    async def main() -> None:
+        for i in range(3):
+            np.testing.assert_array_equal(
+                await batcher.submit(rows(float(i))), compute(rows(float(i)))
+            )
+        # Past every deadline: the timer finds nothing left to fail.
+        await asyncio.sleep(0.3)
+        np.testing.assert_array_equal(await batcher.submit(rows(7.0)), compute(rows(7.0)))
+        await batcher.close()
+
+    run(main())
+
+
+def test_timeout_must_be_positive(executor: ThreadPoolExecutor) -> None:
+    with pytest.raises(ValueError, match="timeout_s"):
+        Batcher(compute, max_batch_size=1, max_delay_ms=0, executor=executor, timeout_s=0)

@@ -7,7 +7,7 @@ import torch
 from aiaas.ml.errors import NotSafetensors, WeightsMismatch
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime
-from aiaas.serving.runtime import postprocess
+from aiaas.serving.runtime import postprocess, trace_forward
 from tests.serving.helpers import load_runtime, make_module, make_spec, sample_shape
 
 CPU = torch.device("cpu")
@@ -161,3 +161,67 @@ def test_cuda_matches_cpu(architecture: str) -> None:
         out = gpu.predict(x)
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, cpu.predict(x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_feed_forward_models_run_traced_and_answer_as_eager(architecture: str) -> None:
+    spec = make_spec(architecture)
+    module = make_module(spec)
+    weights = save_safetensors(module)
+    traced = ModelRuntime.load(spec, weights, device=CPU)
+    eager = ModelRuntime.load(spec, weights, device=CPU, trace=False)
+    assert traced.traced
+    assert not eager.traced
+    rng = np.random.default_rng(5)
+    for rows in (1, 2, 7, 64):
+        x = rng.standard_normal((rows, *sample_shape(spec))).astype(np.float32)
+        np.testing.assert_allclose(traced.predict(x), eager.predict(x), rtol=0, atol=1e-6)
+
+
+def test_rnn_falls_back_to_eager_and_still_takes_any_length() -> None:
+    # nn.LSTM's hidden-state check warns while tracing: the trace is not trusted.
+    spec = make_spec(
+        "rnn", {"cell": "lstm", "input_size": 2, "hidden_size": 8, "seq_len": None, "output_dim": 3}
+    )
+    runtime, module = load_runtime(spec)
+    assert not runtime.traced
+    for length in (3, 40):
+        x = np.random.default_rng(length).standard_normal((2, length, 2)).astype(np.float32)
+        np.testing.assert_allclose(
+            runtime.predict(x), torch.from_numpy(_direct(module, x)).softmax(-1).numpy(), atol=1e-6
+        )
+
+
+class _Branching(torch.nn.Module):
+    """Data-dependent control flow: a trace would keep only the branch it saw."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.sum() > 0 else -x
+
+
+class _Counting(torch.nn.Module):
+    """Python state a trace freezes as a constant, with no warning at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x * self.calls
+
+
+@pytest.mark.parametrize("module", [_Branching(), _Counting()], ids=["warns", "differs"])
+def test_untrustworthy_traces_are_not_used(module: torch.nn.Module) -> None:
+    spec = make_spec("mlp", {"input_dim": 4, "hidden": [], "output_dim": 4})
+    assert trace_forward(spec, module, CPU) is None
+
+
+def test_a_trusted_trace_is_returned_for_a_plain_module() -> None:
+    spec = make_spec("mlp", {"input_dim": 4, "hidden": [], "output_dim": 4})
+    module = make_module(spec)
+    forward = trace_forward(spec, module, CPU)
+    assert forward is not None
+    x = torch.rand(5, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(forward(x), module(x))

@@ -52,8 +52,12 @@ def serve(
     from aiaas.config import get_settings
     from aiaas.main import create_app
     from aiaas.migrate import upgrade
+    from aiaas.serving.executor import use_batch_scheduling
 
     settings = get_settings()
+    if settings.sched_batch:
+        # Before any thread starts: threads inherit the policy of the thread that starts them.
+        use_batch_scheduling()
     if migrate:
         upgrade(settings.resolved_database_url)
     application = create_app(settings)
@@ -83,12 +87,16 @@ def worker(
     from prometheus_client import start_http_server
 
     from aiaas.config import get_settings
+    from aiaas.serving.executor import use_batch_scheduling
     from aiaas.worker import supervisor, tasks
     from aiaas.worker.celery_app import PREDICT_QUEUE, create_celery
 
     settings = get_settings()
     if not supervisor.is_child():
         raise typer.Exit(supervisor.supervise([sys.executable, "-m", "aiaas", *sys.argv[1:]]))
+    if settings.sched_batch:
+        # The batch thread and Celery's loop hand batches over the same way (see serve).
+        use_batch_scheduling()
     celery = create_celery(settings)
     assert settings.broker_url
     supervisor.start_broker_watchdog(settings.broker_url, timeout_s=settings.broker_timeout_s)

@@ -21,7 +21,10 @@ class Dispatcher(Protocol):
     async def close(self) -> None: ...
 
     async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
-        """Outputs for ``inputs`` (batch first), batched with concurrent requests for ``spec``."""
+        """Outputs for ``inputs`` (batch first), batched with concurrent requests for ``spec``.
+
+        Raises ``TimeoutError`` when no answer came within ``settings.predict_timeout_s``.
+        """
         ...
 
     def submit_prediction(self, job_id: str) -> None:

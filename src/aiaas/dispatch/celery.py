@@ -65,6 +65,7 @@ class CeleryDispatcher:
             run_batch_async=self._run_batch,
             on_batch=self._on_batch,
             max_inflight=settings.max_batches_in_flight,
+            timeout_s=settings.predict_timeout_s,
         )
         self._local = threading.local()
         self._listener: asyncio.Task[None] | None = None

@@ -32,7 +32,12 @@ class InProcessDispatcher:
         # One training at a time, beside the predictions rather than in their way.
         self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
         self._webhooks = ThreadPoolExecutor(2, thread_name_prefix="aiaas-webhooks")
-        self._batchers = BatcherPool(self._run_batch, executor=self._torch, on_batch=self._on_batch)
+        self._batchers = BatcherPool(
+            self._run_batch,
+            executor=self._torch,
+            on_batch=self._on_batch,
+            timeout_s=ctx.settings.predict_timeout_s,
+        )
         self._timers: set[threading.Timer] = set()
         self._closed = False
 

@@ -82,8 +82,12 @@ class _Counters:
 
 
 def fast_uuid4() -> str:
-    """A random version-4 UUID without a system call: ids of answers, not secrets."""
-    return str(uuid.UUID(int=random.getrandbits(128) & _V4_MASK | _V4_BITS))
+    """A random version-4 UUID without a system call: ids of answers, not secrets.
+
+    Formatted here rather than through ``uuid.UUID``, whose constructor and ``__str__``
+    cost a twentieth of a request's time on the gateway."""
+    h = f"{random.getrandbits(128) & _V4_MASK | _V4_BITS:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _V4_MASK = ~(0xF000 << 64 | 0xC000 << 48) & ((1 << 128) - 1)
@@ -153,9 +157,8 @@ class PredictPath:
         counters = self._counters(resolved)
         self._in_flight.inc()
         try:
-            # asyncio.timeout rather than wait_for: no extra task per request.
-            async with asyncio.timeout(self.settings.predict_timeout_s):
-                outputs = await self.dispatcher.predict(resolved.spec, batch)
+            # The dispatcher's batcher fails the request at the predict timeout.
+            outputs = await self.dispatcher.predict(resolved.spec, batch)
         except TimeoutError:
             counters.timeout.inc()
             raise GatewayTimeout(

@@ -35,6 +35,10 @@ class BatcherClosed(RuntimeError):
     """``submit`` was called on a batcher that is closing or closed."""
 
 
+class BatchTimeout(TimeoutError):
+    """No answer came within the batcher's ``timeout_s`` of the request's arrival."""
+
+
 @dataclass(slots=True)
 class _Request:
     inputs: np.ndarray
@@ -89,6 +93,12 @@ class Batcher:
 
     ``run_batch`` runs on ``executor``'s threads; ``run_batch_async`` (instead of both) is a
     coroutine run on the loop, for batches that only wait on I/O.
+
+    With ``timeout_s``, a request not answered that long after its arrival fails with
+    ``BatchTimeout``, wherever it is (queued or in a batch that has not come back); its batch
+    still runs for the others. One timer serves all of them: requests arrive in deadline
+    order, so it only ever needs the oldest unanswered one. (A timeout per request, as
+    ``asyncio.timeout`` sets, cost a sixteenth of a small request's time on the gateway.)
     """
 
     def __init__(
@@ -101,9 +111,12 @@ class Batcher:
         run_batch_async: AsyncRunBatch | None = None,
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
+        timeout_s: float | None = None,
     ) -> None:
         if (run_batch is None or executor is None) == (run_batch_async is None):
             raise ValueError("give run_batch and executor, or run_batch_async alone")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         if max_batch_size < 1 or max_inflight < 1:
             raise ValueError(f"max_batch_size and max_inflight must be >= 1: {max_batch_size}")
         if not max_delay_ms >= 0:
@@ -116,10 +129,14 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
         self._max_inflight = max_inflight
+        self._timeout = timeout_s
         # Loop-bound state is created by the first submit, inside the running loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[_Request] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # Every request not yet answered, oldest first (only kept with a timeout).
+        self._unanswered: deque[_Request] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._drained: asyncio.Future[None] | None = None
         self._inflight = 0
         self._closed = False
@@ -142,6 +159,10 @@ class Batcher:
             raise ValueError(f"inputs must be batch-first with at least one row: {inputs.shape}")
         loop = self._bind()
         request = _Request(inputs, loop.create_future(), loop.time())
+        if self._timeout is not None:
+            self._unanswered.append(request)
+            if self._deadline_timer is None:
+                self._deadline_timer = loop.call_at(request.arrived + self._timeout, self._expire)
         if self._inflight < self._max_inflight and not self._queue and self._delay == 0:
             # The idle fast path: straight to the executor, no queue.
             self._launch([request])
@@ -161,8 +182,26 @@ class Batcher:
             raise RuntimeError("the batcher is in use on another event loop")
         # A closed loop's batch will never report back: start afresh on this one.
         self._loop, self._queue, self._inflight = loop, deque(), 0
-        self._timer = self._drained = None
+        self._timer = self._drained = self._deadline_timer = None
+        self._unanswered = deque()
         return loop
+
+    def _expire(self) -> None:
+        """Fail the requests past their deadline; set the timer for the next one."""
+        assert self._loop is not None
+        assert self._timeout is not None
+        self._deadline_timer = None
+        now, unanswered = self._loop.time(), self._unanswered
+        while unanswered:
+            head = unanswered[0]
+            if not head.future.done():
+                if head.arrived + self._timeout > now:
+                    self._deadline_timer = self._loop.call_at(
+                        head.arrived + self._timeout, self._expire
+                    )
+                    return
+                head.future.set_exception(BatchTimeout(f"no answer within {self._timeout:g}s"))
+            unanswered.popleft()
 
     def _dispatch(self) -> None:
         """Start batches while there is room for one and one is due."""
@@ -278,6 +317,10 @@ class Batcher:
                 request.future.set_result(outputs[i])
             else:
                 request.future.set_exception(error or RuntimeError("the batch failed"))
+        # Answers come mostly in arrival order, so this keeps the deque short.
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].future.done():
+            unanswered.popleft()
         # Keep the slot one more loop iteration: the callers woken above run first, and
         # what they submit straight away joins the next batch. Dispatching right here
         # would send the few requests already queued alone, and batches would alternate
@@ -301,6 +344,9 @@ class Batcher:
         self._dispatch()
         if self._inflight or self._queue:
             await asyncio.shield(self._drained)
+        if self._deadline_timer is not None and not self._unanswered:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
 
 
 class BatcherPool:
@@ -318,9 +364,11 @@ class BatcherPool:
         run_batch_async: Callable[[ServingSpec, np.ndarray], Awaitable[np.ndarray]] | None = None,
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
+        timeout_s: float | None = None,
     ) -> None:
         if (run_batch is None or executor is None) == (run_batch_async is None):
             raise ValueError("give run_batch and executor, or run_batch_async alone")
+        self._timeout = timeout_s
         self._run_batch = run_batch
         self._run_batch_async = run_batch_async
         self._executor = executor
@@ -344,6 +392,7 @@ class BatcherPool:
                 executor=self._executor,
                 on_batch=self._on_batch,
                 max_inflight=self._max_inflight,
+                timeout_s=self._timeout,
             )
         return batcher
 

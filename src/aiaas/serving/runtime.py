@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+import warnings
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 import torch
 from torch import nn
+from torch.jit import optimized_execution  # type: ignore[attr-defined]  # public, not in __all__
 
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import load_safetensors, load_weights_into
 from aiaas.serving.spec import ServingSpec
 
+log = logging.getLogger(__name__)
+
 # Length given to variable axes (sequence length) of the warm-up input.
 WARMUP_LENGTH: Final = 8
+# A traced forward is used only where it reproduces the eager one this closely.
+TRACE_TOLERANCE: Final = 1e-5
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 # Per thread: the page-locked staging buffer of copies to the GPU (see ModelRuntime._staged).
 _pinned = threading.local()
@@ -24,19 +34,36 @@ _pinned = threading.local()
 class ModelRuntime:
     """One model in eval mode on one device; ``predict`` may be called from many threads."""
 
-    def __init__(self, spec: ServingSpec, module: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self,
+        spec: ServingSpec,
+        module: nn.Module,
+        device: torch.device,
+        *,
+        forward: Forward | None = None,
+    ) -> None:
         self._spec = spec
         self._module = module
         self._device = device
+        self._forward: Forward = forward or module
         self._nbytes = sum(
             t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())
         )
 
     @classmethod
     def load(
-        cls, spec: ServingSpec, weights: bytes, *, device: torch.device, warmup: bool = True
+        cls,
+        spec: ServingSpec,
+        weights: bytes,
+        *,
+        device: torch.device,
+        warmup: bool = True,
+        trace: bool = True,
     ) -> ModelRuntime:
         """Build ``spec``'s model from safetensors ``weights``.
+
+        With ``trace``, forward passes on the CPU run as one traced graph where the trace
+        checks out against the eager module (see ``trace_forward``), and eagerly otherwise.
 
         Raises the ``aiaas.ml`` errors (``ConfigInvalid``, ``NotSafetensors``,
         ``WeightsMismatch``) for a version that cannot be served.
@@ -53,7 +80,11 @@ class ModelRuntime:
         _strip_dropout(module)
         # Freezing parameters keeps autograd bookkeeping off even outside inference_mode.
         module.requires_grad_(False)
-        runtime = cls(spec, module.to(device), device)
+        module = module.to(device)
+        # CPUs only: that is where the per-op GIL round trips cost (docs/performance.md); on
+        # CUDA the eager path is the one measured against raw torch.
+        forward = trace_forward(spec, module, device) if trace and device.type == "cpu" else None
+        runtime = cls(spec, module, device, forward=forward)
         if warmup:
             runtime.warmup()
         return runtime
@@ -69,6 +100,11 @@ class ModelRuntime:
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def traced(self) -> bool:
+        """Whether forward passes run as a traced graph rather than the eager module."""
+        return self._forward is not self._module
 
     @property
     def nbytes(self) -> int:
@@ -107,7 +143,14 @@ class ModelRuntime:
         with torch.inference_mode():
             on_gpu = self._device.type == "cuda"
             inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
-            outputs = self._module(inputs)
+            if self._forward is self._module:
+                outputs = self._module(inputs)
+            else:
+                # The profiling executor would re-specialise the graph for each new batch
+                # size (and compile fusion kernels on CUDA): plain interpretation is as fast
+                # here and never stalls a request.
+                with optimized_execution(False):
+                    outputs = self._forward(inputs)
             if self._spec.task == "classification":
                 outputs = outputs.softmax(-1)
             if outputs.device.type != "cpu" or outputs.dtype != torch.float32:
@@ -133,6 +176,50 @@ class ModelRuntime:
         view = staging[: array.size].view(array.shape)
         view.numpy()[...] = array
         return view.to(self._device, non_blocking=True)
+
+
+def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) -> Forward | None:
+    """``module``'s forward traced into one TorchScript graph, or None where that cannot be
+    trusted.
+
+    An eager forward is a chain of Python calls, and every torch op in it gives up the GIL
+    and must win it back from the event loop; the traced graph runs all its ops in C++
+    after one release (a small CNN's forward took ~60 % of the eager time, measured in
+    docs/performance.md). A trace records one run, so it is used only when tracing raised
+    no warning (a warning means shape-dependent Python went into the graph) and the graph
+    reproduces the eager outputs on inputs of another batch size and, for variable axes,
+    another length than the one traced.
+    """
+    traced_on = _example(spec, rows=2, length=WARMUP_LENGTH, device=device)
+    checked_on = _example(spec, rows=3, length=WARMUP_LENGTH + 3, device=device)
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.inference_mode(False):
+            warnings.simplefilter("always")
+            with torch.no_grad():
+                graph = torch.jit.trace(module, traced_on, check_trace=False)  # type: ignore[no-untyped-call]
+        concerns = [w for w in caught if not issubclass(w.category, DeprecationWarning)]
+        if concerns:
+            log.info("serving %s eagerly: tracing warned %s", spec.key, concerns[0].message)
+            return None
+        with torch.inference_mode(), optimized_execution(False):
+            for example in (traced_on, checked_on):
+                expected, got = module(example), graph(example)
+                if expected.shape != got.shape or not torch.allclose(
+                    expected, got, rtol=TRACE_TOLERANCE, atol=TRACE_TOLERANCE
+                ):
+                    log.info("serving %s eagerly: the traced graph differs", spec.key)
+                    return None
+    except Exception as exc:  # tracing is an optimisation: any failure means eager
+        log.info("serving %s eagerly: tracing failed: %s", spec.key, exc)
+        return None
+    forward: Forward = graph
+    return forward
+
+
+def _example(spec: ServingSpec, *, rows: int, length: int, device: torch.device) -> torch.Tensor:
+    shape = tuple(length if dim is None else dim for dim in spec.input_shape)
+    generator = torch.Generator().manual_seed(rows)
+    return torch.rand((rows, *shape), generator=generator).to(device)
 
 
 def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:

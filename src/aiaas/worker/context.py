@@ -61,7 +61,11 @@ def build_context(
 
     def load(spec: ServingSpec) -> ModelRuntime:
         runtime = ModelRuntime.load(
-            spec, store.get_bytes(spec.key), device=device, warmup=settings.worker_warmup
+            spec,
+            store.get_bytes(spec.key),
+            device=device,
+            warmup=settings.worker_warmup,
+            trace=settings.worker_trace,
         )
         # A loaded model is long-lived: keep its objects out of every later collection, as
         # `aiaas serve` does for start-up objects (full passes over them made the p99 tail).
