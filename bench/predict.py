@@ -53,7 +53,7 @@ SERVER_CPU = "0"
 CLIENT_CPU = "1"
 CONNECTIONS = (1, 8, 32, 64)
 # Rounds of runs for targets measured in turns (see Bench.measure_in_turns).
-TURNS = 3
+TURNS = 5
 HOST = "127.0.0.1"
 REDIS = "redis://127.0.0.1:6379"
 PLATFORM_REDIS_DB = 11

@@ -46,6 +46,7 @@ class ModelRuntime:
         self._module = module
         self._device = device
         self._forward: Forward = forward or module
+        self._softmax = spec.task == "classification"
         self._nbytes = sum(
             t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())
         )
@@ -151,9 +152,10 @@ class ModelRuntime:
                 # here and never stalls a request.
                 with optimized_execution(False):
                     outputs = self._forward(inputs)
-            if self._spec.task == "classification":
+            if self._softmax:
                 outputs = outputs.softmax(-1)
-            if outputs.device.type != "cpu" or outputs.dtype != torch.float32:
+            # dtype objects are singletons; comparing them, unlike reading .device, is free.
+            if on_gpu or outputs.dtype is not torch.float32:
                 outputs = outputs.to(device="cpu", dtype=torch.float32)
             result: np.ndarray = outputs.numpy()
         return result
