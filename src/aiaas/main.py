@@ -180,12 +180,13 @@ def create_app(
     app.include_router(trainings_router)
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
-    # Metrics see every response, the lane's and the 413s included.
-    app.front = MetricsMiddleware(
-        PredictFastLane(
-            app.behind_front, path=predict_path, max_body=int(settings.max_request_mb * MB)
-        ),
-        metrics=metrics,
+    # Metrics see every response, the 413s included; the lane records its own.
+    request_metrics = MetricsMiddleware(app.behind_front, metrics=metrics)
+    app.front = PredictFastLane(
+        request_metrics,
+        path=predict_path,
+        max_body=int(settings.max_request_mb * MB),
+        record=request_metrics.record,
     )
     return app
 

@@ -49,17 +49,20 @@ class MetricsMiddleware:
         finally:
             route: BaseRoute | None = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            method: str = scope["method"]
-            counter = self._counted.get((method, template, status))
-            if counter is None:
-                counter = self.metrics.http_requests.labels(method, template, str(status))
-                self._counted[(method, template, status)] = counter
-            counter.inc()
-            timer = self._timed.get((method, template))
-            if timer is None:
-                timer = self.metrics.http_request_duration.labels(method, template)
-                self._timed[(method, template)] = timer
-            timer.observe(time.perf_counter() - start)
+            self.record(scope["method"], template, status, time.perf_counter() - start)
+
+    def record(self, method: str, template: str, status: int, seconds: float) -> None:
+        """Count and time one request (for paths answered in front of this middleware)."""
+        counter = self._counted.get((method, template, status))
+        if counter is None:
+            counter = self.metrics.http_requests.labels(method, template, str(status))
+            self._counted[(method, template, status)] = counter
+        counter.inc()
+        timer = self._timed.get((method, template))
+        if timer is None:
+            timer = self.metrics.http_request_duration.labels(method, template)
+            self._timed[(method, template)] = timer
+        timer.observe(seconds)
 
 
 class BodyLimitMiddleware:

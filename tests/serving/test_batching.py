@@ -313,8 +313,12 @@ def test_several_batches_in_flight() -> None:
 
 def test_a_batcher_outlives_its_event_loop(executor: ThreadPoolExecutor) -> None:
     batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
+
+    async def one(value: float) -> np.ndarray:
+        return await batcher.submit(rows(value))
+
     for value in (1.0, 2.0):
-        np.testing.assert_array_equal(run(batcher.submit(rows(value))), compute(rows(value)))
+        np.testing.assert_array_equal(run(one(value)), compute(rows(value)))
 
 
 class AsyncRecorder:
@@ -403,7 +407,7 @@ def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
         await asyncio.sleep(0.1)
         recorder.gate.set()
         np.testing.assert_array_equal(await fresh, compute(rows(2.0)))
-        assert batcher.queued == batcher.inflight == 0
+        await until(lambda: batcher.queued == batcher.inflight == 0)
 
     run(main())
     # The timed-out request's batch still ran; the one that timed out in the queue was

@@ -7,6 +7,7 @@ to workers over Redis (distributed mode). The task code they run is the same.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +21,7 @@ class Dispatcher(Protocol):
 
     async def close(self) -> None: ...
 
-    async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
+    def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
         """Outputs for ``inputs`` (batch first), batched with concurrent requests for ``spec``.
 
         Raises ``TimeoutError`` when no answer came within ``settings.predict_timeout_s``.

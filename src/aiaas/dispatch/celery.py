@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import numpy as np
@@ -88,8 +89,8 @@ class CeleryDispatcher:
             await self._aredis.aclose()
         self._redis.close()
 
-    async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
-        return await self._batchers.get(spec).submit(inputs)
+    def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
+        return self._batchers.get(spec).submit(inputs)
 
     def _on_batch(self, rows: int) -> None:
         self.metrics.batch_size.observe(rows)

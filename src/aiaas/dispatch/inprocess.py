@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -78,8 +79,8 @@ class InProcessDispatcher:
         await asyncio.to_thread(self._trainings.shutdown, wait=True)
         await asyncio.to_thread(self._jobs.shutdown, wait=True)
 
-    async def predict(self, spec: ServingSpec, inputs: np.ndarray) -> np.ndarray:
-        return await self._batchers.get(spec).submit(inputs)
+    def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
+        return self._batchers.get(spec).submit(inputs)
 
     def submit_prediction(self, job_id: str) -> None:
         if not self._closed:

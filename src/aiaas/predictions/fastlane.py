@@ -9,7 +9,8 @@ same ``PredictPath`` and the same problem documents.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,21 +24,21 @@ PREFIX = "/v1/models/"
 SUFFIX = "/predict"
 
 
-@dataclass(frozen=True, slots=True)
-class RouteTemplate:
-    """What the metrics middleware reads from ``scope["route"]``."""
+PREDICT_ROUTE = PREFIX + "{name}" + SUFFIX
 
-    path: str
-
-
-PREDICT_ROUTE = RouteTemplate(PREFIX + "{name}" + SUFFIX)
+# (method, route template, status, seconds): the request metrics of an answered request.
+Record = Callable[[str, str, int, float], None]
 
 
 class PredictFastLane:
-    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int) -> None:
+    """Answers the predict route in front of everything else, the request metrics included
+    (it records its own through ``record``: one middleware less to pass on every request)."""
+
+    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int, record: Record) -> None:
         self.app = app
         self.path = path
         self.max_body = max_body
+        self.record = record
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         url: str = scope.get("path", "")
@@ -53,18 +54,24 @@ class PredictFastLane:
         if not name or "/" in name:
             await self.app(scope, receive, send)
             return
-        scope["route"] = PREDICT_ROUTE
+        start = time.perf_counter()
+        # As the metrics middleware counts a request that got no answer (the client left).
+        status = 500
         try:
             await self._serve(scope, name, receive, send)
+            status = 200
         except _ClientGone:
-            return
+            pass
         except AppError as error:
+            status = error.status
             await problem_response(error, url)(scope, receive, send)
         except Exception:
             log.exception("unhandled error on POST %s", url)
             await problem_response(AppError("The server failed to handle this request."))(
                 scope, receive, send
             )
+        finally:
+            self.record("POST", PREDICT_ROUTE, status, time.perf_counter() - start)
 
     async def _serve(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
         authorization = content_type = accept = None

@@ -151,8 +151,13 @@ class Batcher:
         """Batches computing (or about to hand their results over)."""
         return self._inflight
 
-    async def submit(self, inputs: np.ndarray) -> np.ndarray:
-        """Run ``inputs`` (batch-first, at least one row) and return its output rows."""
+    def submit(self, inputs: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue ``inputs`` (batch-first, at least one row); the future gets its output rows.
+
+        A plain function returning the future, not a coroutine: every coroutine between the
+        event loop and the request's future is one more frame to suspend and resume on each
+        wake-up of the request's task.
+        """
         if self._closed:
             raise BatcherClosed("the batcher is closed")
         if inputs.ndim < 1 or len(inputs) < 1:
@@ -171,7 +176,7 @@ class Batcher:
             self._dispatch()
         # A cancelled caller only cancels its own future: the batch it is part of still
         # runs for the others, and _finish skips futures that are already done.
-        return await request.future
+        return request.future
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
