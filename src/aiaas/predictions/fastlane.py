@@ -100,8 +100,8 @@ class PredictFastLane:
             body=body,
         )
         payload, fields = result.render(accept)
-        headers = [(k.encode(), v.encode()) for k, v in fields.items()]
-        headers.append((b"content-length", str(len(payload)).encode()))
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
+        headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
