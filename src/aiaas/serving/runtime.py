@@ -47,6 +47,7 @@ class ModelRuntime:
         self._device = device
         self._forward: Forward = forward or module
         self._softmax = spec.task == "classification"
+        self._on_gpu = device.type == "cuda"
         self._nbytes = sum(
             t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())
         )
@@ -115,8 +116,7 @@ class ModelRuntime:
     def warmup(self) -> None:
         """One forward on zeros, so the first real request does not pay for lazy init
         (oneDNN primitive creation, CUDA kernel loading and allocator growth)."""
-        shape = tuple(WARMUP_LENGTH if dim is None else dim for dim in self._spec.input_shape)
-        self.predict(np.zeros((1, *shape), dtype=np.float32))
+        self.predict(np.zeros((1, *_sample_shape(self._spec, WARMUP_LENGTH)), dtype=np.float32))
 
     def check_input(self, batch: np.ndarray) -> None:
         """Raise ``ValueError`` unless ``batch`` is ``[n >= 1, *input_shape]``."""
@@ -142,7 +142,7 @@ class ModelRuntime:
             # copying is cheaper than a thread-unsafe warnings filter around it.
             array = array.copy()
         with torch.inference_mode():
-            on_gpu = self._device.type == "cuda"
+            on_gpu = self._on_gpu
             inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
             if self._forward is self._module:
                 outputs = self._module(inputs)
@@ -218,10 +218,14 @@ def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) ->
     return forward
 
 
+def _sample_shape(spec: ServingSpec, length: int) -> tuple[int, ...]:
+    """One example's shape, with ``length`` for the variable axes."""
+    return tuple(length if dim is None else dim for dim in spec.input_shape)
+
+
 def _example(spec: ServingSpec, *, rows: int, length: int, device: torch.device) -> torch.Tensor:
-    shape = tuple(length if dim is None else dim for dim in spec.input_shape)
     generator = torch.Generator().manual_seed(rows)
-    return torch.rand((rows, *shape), generator=generator).to(device)
+    return torch.rand((rows, *_sample_shape(spec, length)), generator=generator).to(device)
 
 
 def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
