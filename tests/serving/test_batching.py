@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 
 from aiaas.serving import Batcher, BatcherClosed
 from aiaas.serving.batching import BatchTimeout
+from aiaas.serving.executor import ForwardThreads
 
 T = TypeVar("T")
 
@@ -45,9 +46,13 @@ class Recorder:
         return [shape[0] for shape in self.shapes]
 
 
-@pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(1) as pool:
+@pytest.fixture(params=["forward-threads", "thread-pool"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    # The platform's own lean threads, and any standard executor.
+    pool: Executor = (
+        ForwardThreads(1) if request.param == "forward-threads" else ThreadPoolExecutor(1)
+    )
+    with pool:
         yield pool
 
 
@@ -74,7 +79,7 @@ async def hold(batcher: Batcher, recorder: Recorder) -> asyncio.Task[np.ndarray]
     return blocker
 
 
-def test_concurrent_requests_are_batched(executor: ThreadPoolExecutor) -> None:
+def test_concurrent_requests_are_batched(executor: Executor) -> None:
     recorder, batches = Recorder(), list[int]()
     batcher = Batcher(
         recorder, max_batch_size=64, max_delay_ms=0, executor=executor, on_batch=batches.append
@@ -92,7 +97,7 @@ def test_concurrent_requests_are_batched(executor: ThreadPoolExecutor) -> None:
         np.testing.assert_array_equal(result, compute(x))
 
 
-def test_each_request_gets_exactly_its_rows(executor: ThreadPoolExecutor) -> None:
+def test_each_request_gets_exactly_its_rows(executor: Executor) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
     inputs = [rows(1.0), rows(2.0, 3), rows(3.0), rows(4.0, 2)]
@@ -113,7 +118,7 @@ def test_each_request_gets_exactly_its_rows(executor: ThreadPoolExecutor) -> Non
         np.testing.assert_array_equal(result, compute(x))
 
 
-def test_at_concurrency_one_every_request_is_its_own_batch(executor: ThreadPoolExecutor) -> None:
+def test_at_concurrency_one_every_request_is_its_own_batch(executor: Executor) -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
 
@@ -125,7 +130,7 @@ def test_at_concurrency_one_every_request_is_its_own_batch(executor: ThreadPoolE
     assert recorder.rows == [1] * 20
 
 
-def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) -> None:
+def test_a_failed_batch_fails_only_its_requests(executor: Executor) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
 
@@ -151,7 +156,7 @@ def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) ->
     assert recorder.rows == [1, 2, 2, 1]
 
 
-def test_differing_trailing_shapes_are_never_stacked(executor: ThreadPoolExecutor) -> None:
+def test_differing_trailing_shapes_are_never_stacked(executor: Executor) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
     inputs = [rows(float(i), shape=(5 if i % 2 else 7, 2)) for i in range(10)]
@@ -171,7 +176,7 @@ def test_differing_trailing_shapes_are_never_stacked(executor: ThreadPoolExecuto
 
 
 def test_max_batch_size_is_respected_and_big_requests_are_not_split(
-    executor: ThreadPoolExecutor,
+    executor: Executor,
 ) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=8, max_delay_ms=0, executor=executor)
@@ -192,7 +197,7 @@ def test_max_batch_size_is_respected_and_big_requests_are_not_split(
         np.testing.assert_array_equal(result, compute(x))
 
 
-def test_a_cancelled_request_does_not_break_the_others(executor: ThreadPoolExecutor) -> None:
+def test_a_cancelled_request_does_not_break_the_others(executor: Executor) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
 
@@ -214,7 +219,7 @@ def test_a_cancelled_request_does_not_break_the_others(executor: ThreadPoolExecu
     assert recorder.rows == [1, 2, 1]
 
 
-def test_max_delay_waits_for_more_rows(executor: ThreadPoolExecutor) -> None:
+def test_max_delay_waits_for_more_rows(executor: Executor) -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=200, executor=executor)
 
@@ -225,7 +230,7 @@ def test_max_delay_waits_for_more_rows(executor: ThreadPoolExecutor) -> None:
     assert recorder.rows == [3]
 
 
-def test_a_full_batch_does_not_wait_for_the_delay(executor: ThreadPoolExecutor) -> None:
+def test_a_full_batch_does_not_wait_for_the_delay(executor: Executor) -> None:
     recorder = Recorder()
     # An hour: the test's 20 s timeout fails it if a full batch waited for the delay.
     batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=3_600_000, executor=executor)
@@ -237,7 +242,7 @@ def test_a_full_batch_does_not_wait_for_the_delay(executor: ThreadPoolExecutor) 
     assert recorder.rows == [4]
 
 
-def test_close_drains_the_queue_and_refuses_new_requests(executor: ThreadPoolExecutor) -> None:
+def test_close_drains_the_queue_and_refuses_new_requests(executor: Executor) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=3_600_000, executor=executor)
 
@@ -271,7 +276,7 @@ def test_a_shut_down_executor_fails_requests_instead_of_hanging() -> None:
     run(main())
 
 
-def test_wrong_output_rows_fail_the_batch(executor: ThreadPoolExecutor) -> None:
+def test_wrong_output_rows_fail_the_batch(executor: Executor) -> None:
     batcher = Batcher(lambda x: x[:1], max_batch_size=8, max_delay_ms=0, executor=executor)
 
     async def main() -> None:
@@ -281,7 +286,7 @@ def test_wrong_output_rows_fail_the_batch(executor: ThreadPoolExecutor) -> None:
     run(main())
 
 
-def test_empty_requests_are_refused(executor: ThreadPoolExecutor) -> None:
+def test_empty_requests_are_refused(executor: Executor) -> None:
     batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
 
     async def main() -> None:
@@ -311,7 +316,7 @@ def test_several_batches_in_flight() -> None:
     assert recorder.rows == [1, 1, 1]
 
 
-def test_a_batcher_outlives_its_event_loop(executor: ThreadPoolExecutor) -> None:
+def test_a_batcher_outlives_its_event_loop(executor: Executor) -> None:
     batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
 
     async def one(value: float) -> np.ndarray:
@@ -374,7 +379,7 @@ def test_a_failed_coroutine_batch_fails_only_its_requests() -> None:
     np.testing.assert_array_equal(good, compute(rows(2.0)))
 
 
-def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: ThreadPoolExecutor) -> None:
+def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: Executor) -> None:
     with pytest.raises(ValueError, match="run_batch_async"):
         Batcher(compute, max_batch_size=8, max_delay_ms=0)
     with pytest.raises(ValueError, match="run_batch_async"):
@@ -388,7 +393,7 @@ def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: ThreadPoolExe
 
 
 def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
-    executor: ThreadPoolExecutor,
+    executor: Executor,
 ) -> None:
     recorder = Recorder(held=True)
     batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor, timeout_s=0.3)
@@ -415,7 +420,7 @@ def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
     assert recorder.rows == [1, 1]
 
 
-def test_answered_requests_are_not_timed_out(executor: ThreadPoolExecutor) -> None:
+def test_answered_requests_are_not_timed_out(executor: Executor) -> None:
     batcher = Batcher(
         Recorder(), max_batch_size=4, max_delay_ms=0, executor=executor, timeout_s=0.2
     )
@@ -433,6 +438,6 @@ def test_answered_requests_are_not_timed_out(executor: ThreadPoolExecutor) -> No
     run(main())
 
 
-def test_timeout_must_be_positive(executor: ThreadPoolExecutor) -> None:
+def test_timeout_must_be_positive(executor: Executor) -> None:
     with pytest.raises(ValueError, match="timeout_s"):
         Batcher(compute, max_batch_size=1, max_delay_ms=0, executor=executor, timeout_s=0)

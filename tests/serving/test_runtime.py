@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +11,7 @@ import torch
 from aiaas.ml.errors import NotSafetensors, WeightsMismatch
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime
-from aiaas.serving.runtime import postprocess, trace_forward
+from aiaas.serving.runtime import calibrate, postprocess, prepack_forward, trace_forward
 from tests.serving.helpers import load_runtime, make_module, make_spec, sample_shape
 
 CPU = torch.device("cpu")
@@ -117,7 +121,8 @@ def test_served_modules_have_no_dropout_and_answer_as_the_eval_model(architectur
     x = np.random.default_rng(0).normal(size=(5, *sample_shape(spec))).astype(np.float32)
     with torch.inference_mode():
         expected = original(torch.from_numpy(x)).softmax(-1).numpy()
-    np.testing.assert_array_equal(runtime.predict(x), expected)
+    # Not bit for bit: batches may run through the prepacked graph, which sums in another order.
+    np.testing.assert_allclose(runtime.predict(x), expected, rtol=0, atol=1e-6)
 
 
 def test_weights_of_another_model_are_refused() -> None:
@@ -225,3 +230,77 @@ def test_a_trusted_trace_is_returned_for_a_plain_module() -> None:
     x = torch.rand(5, 4)
     with torch.inference_mode():
         torch.testing.assert_close(forward(x), module(x))
+
+
+def test_a_small_cnn_runs_batches_prepacked_and_answers_as_eager() -> None:
+    # The benchmark's CNN: plain convolutions cost about the same per row at any batch
+    # size, prepacked ones several times less from a few rows on.
+    spec = make_spec(
+        "cnn",
+        {
+            "in_channels": 1,
+            "height": 28,
+            "width": 28,
+            "blocks": [{"channels": 8, "kernel": 3}, {"channels": 16, "kernel": 3}],
+            "output_dim": 10,
+        },
+    )
+    module = make_module(spec)
+    weights = save_safetensors(module)
+    runtime = ModelRuntime.load(spec, weights, device=CPU)
+    eager = ModelRuntime.load(spec, weights, device=CPU, trace=False)
+    assert runtime.batched_from is not None
+    assert eager.batched_from is None
+    rng = np.random.default_rng(6)
+    for rows in sorted({1, runtime.batched_from, 7, 64}):
+        x = rng.standard_normal((rows, *sample_shape(spec))).astype(np.float32)
+        np.testing.assert_allclose(runtime.predict(x), eager.predict(x), rtol=0, atol=1e-5)
+
+
+def test_a_prepacked_graph_that_differs_is_not_used() -> None:
+    spec = make_spec("mlp", {"input_dim": 4, "hidden": [8], "output_dim": 3})
+    traced = trace_forward(spec, make_module(spec, seed=1), CPU)
+    assert traced is not None
+    assert prepack_forward(spec, traced, make_module(spec, seed=1)) is not None
+    # Checked against another module's outputs, as a graph that changed the maths would be.
+    assert prepack_forward(spec, traced, make_module(spec, seed=2)) is None
+    # Only traced graphs can be frozen and prepacked.
+    assert prepack_forward(spec, make_module(spec), make_module(spec)) is None
+
+
+class _Paced:
+    """A forward whose run time is set per batch size, so calibration's choice is known."""
+
+    def __init__(self, seconds: Callable[[int], float]) -> None:
+        self.seconds = seconds
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        deadline = time.perf_counter() + self.seconds(len(x))
+        while time.perf_counter() < deadline:
+            pass
+        return x
+
+
+@pytest.mark.parametrize(
+    ("plain_us", "prepacked_us", "expected"),
+    [
+        # Slower for one row, 3x faster from two on: the usual small CNN.
+        (lambda n: 100 * n, lambda n: 130 + 20 * (n - 1), 2),
+        # Faster everywhere: prepacked from the first row.
+        (lambda n: 300 * n, lambda n: 100 * n, 1),
+        # Never faster, or within the noise margin: never used.
+        (lambda n: 100 * n, lambda n: 98 * n, None),
+        # Faster only for small batches: not a threshold from which it stays faster.
+        (lambda n: 100 + 10 * n, lambda n: 50 + 40 * n, None),
+    ],
+    ids=["crossover", "always", "never", "small-only"],
+)
+def test_calibration_picks_where_the_prepacked_graph_stays_faster(
+    plain_us: Callable[[int], float], prepacked_us: Callable[[int], float], expected: int | None
+) -> None:
+    spec = replace(
+        make_spec("mlp", {"input_dim": 4, "hidden": [], "output_dim": 2}), max_batch_size=8
+    )
+    plain = _Paced(lambda n: plain_us(n) / 1e6)
+    prepacked = _Paced(lambda n: prepacked_us(n) / 1e6)
+    assert calibrate(spec, plain, prepacked) == expected

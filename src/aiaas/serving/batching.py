@@ -23,6 +23,7 @@ from functools import partial
 import numpy as np
 
 from aiaas.serving._notify import notify
+from aiaas.serving.executor import call_in_thread
 from aiaas.serving.executor import make_executor as make_executor
 from aiaas.serving.spec import ServingSpec
 
@@ -283,25 +284,23 @@ class Batcher:
             return
         assert self._executor is not None
         assert self._run_batch is not None
-        try:
-            work = self._executor.submit(run_split, self._run_batch, [r.inputs for r in batch])
-        except RuntimeError as exc:
-            # The executor is shut down: fail this batch; the rest follow the same way.
-            self._finish(batch, None, exc)
-            return
 
-        def done(work: concurrent.futures.Future[list[np.ndarray]]) -> None:
-            outputs: list[np.ndarray] | None = None
-            error: BaseException | None = None
-            if work.cancelled():
+        def deliver(outputs: list[np.ndarray] | None, error: BaseException | None) -> None:
+            if isinstance(error, concurrent.futures.CancelledError):
                 error = BatcherClosed("the executor shut down before the batch ran")
-            elif (error := work.exception()) is None:
-                outputs = work.result()
             # A closed loop has nobody left waiting for these results.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._finish, batch, outputs, error)
 
-        work.add_done_callback(done)
+        try:
+            call_in_thread(
+                self._executor,
+                partial(run_split, self._run_batch, [r.inputs for r in batch]),
+                deliver,
+            )
+        except RuntimeError as exc:
+            # The executor is shut down: fail this batch; the rest follow the same way.
+            self._finish(batch, None, exc)
 
     async def _run_on_loop(self, run: AsyncRunBatch, batch: list[_Request]) -> None:
         try:

@@ -1,11 +1,21 @@
-"""The thread pool that runs forward passes, sized together with torch's own threads."""
+"""The threads that run forward passes, sized together with torch's own threads."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+# Called on the thread that ran the call: (result, None) or (None, the exception raised).
+Deliver = Callable[[Any, BaseException | None], None]
 
 
 def usable_cpus() -> int:
@@ -37,9 +47,133 @@ def use_batch_scheduling() -> bool:
     return True
 
 
-def make_executor(
-    threads: int = 1, *, torch_threads: int | None = None
-) -> concurrent.futures.ThreadPoolExecutor:
+class ForwardThreads(concurrent.futures.Executor):
+    """A fixed set of threads fed from one queue, with a lean way in: ``call``.
+
+    A ``ThreadPoolExecutor`` round trip wraps each call in a Future guarded by a Condition
+    and, once the call returns, releases a Python-level Semaphore: several lock operations
+    on the forward thread while the event loop, already woken by the result, waits for the
+    GIL. At one request at a time on a small model that was about a tenth of the request's
+    time on the gateway (docs/performance.md). ``call`` hands the result to a callback and
+    goes straight back to the C-level queue. ``submit`` keeps the ``Executor`` interface for
+    everything else.
+    """
+
+    _STOP = object()
+
+    def __init__(self, threads: int = 1, *, torch_threads: int | None = None) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._size = threads
+        self._torch_threads = torch_threads
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._shutdown = False
+
+    def call(self, fn: Callable[[], Any], deliver: Deliver) -> None:
+        """Run ``fn()`` on a forward thread, then ``deliver`` its result there.
+
+        ``RuntimeError`` once shut down. Calls cancelled by ``shutdown(cancel_futures=True)``
+        are delivered ``concurrent.futures.CancelledError``.
+        """
+        # Under the lock, so that no call lands behind the stop markers and is never run.
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            while len(self._threads) < self._size:
+                self._start_thread()
+            self._queue.put((fn, deliver))
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def deliver(result: Any, error: BaseException | None) -> None:
+            if isinstance(error, concurrent.futures.CancelledError):
+                future.cancel()
+                future.set_running_or_notify_cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self.call(lambda: fn(*args, **kwargs), deliver)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not self._STOP:
+                        _deliver(item[1], None, concurrent.futures.CancelledError())
+            for _ in self._threads:
+                self._queue.put(self._STOP)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def _start_thread(self) -> None:
+        # Started at the first call, like ThreadPoolExecutor's: a thread started under
+        # SCHED_BATCH inherits the policy, and nothing runs before a fork.
+        thread = threading.Thread(
+            target=self._work, name=f"aiaas-forward-{len(self._threads)}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def _work(self) -> None:
+        if self._torch_threads is not None:
+            # Set in each forward thread as well: it costs nothing, and the benchmark run
+            # with it was faster at every concurrency (docs/performance.md).
+            torch.set_num_threads(self._torch_threads)
+        get, stop = self._queue.get, self._STOP
+        while (item := get()) is not stop:
+            fn, deliver = item
+            try:
+                result = fn()
+            except BaseException as exc:  # delivered to the caller, who decides
+                _deliver(deliver, None, exc)
+            else:
+                _deliver(deliver, result, None)
+            # Drop the batch's arrays now, not when the next call arrives.
+            item = fn = deliver = result = None
+
+
+def _deliver(deliver: Deliver, result: Any, error: BaseException | None) -> None:
+    try:
+        deliver(result, error)
+    except Exception:  # a broken callback must not take the forward thread down with it
+        log.exception("delivering a forward result failed")
+
+
+def call_in_thread(
+    executor: concurrent.futures.Executor, fn: Callable[[], Any], deliver: Deliver
+) -> None:
+    """``ForwardThreads.call`` on any executor: the lean path where there is one."""
+    if isinstance(executor, ForwardThreads):
+        executor.call(fn, deliver)
+        return
+
+    def done(work: concurrent.futures.Future[Any]) -> None:
+        if work.cancelled():
+            deliver(None, concurrent.futures.CancelledError())
+        elif (error := work.exception()) is not None:
+            deliver(None, error)
+        else:
+            deliver(work.result(), None)
+
+    executor.submit(fn).add_done_callback(done)
+
+
+def make_executor(threads: int = 1, *, torch_threads: int | None = None) -> ForwardThreads:
     """An executor for forward passes, with torch's intra-op threads capped.
 
     Measured on 2 vCPUs (the example LSTM and a 784-256-256-10 MLP): a forward on a
@@ -59,11 +193,4 @@ def make_executor(
     elif torch_threads < 1:
         raise ValueError(f"torch_threads must be >= 1, got {torch_threads}")
     torch.set_num_threads(torch_threads)
-    return concurrent.futures.ThreadPoolExecutor(
-        max_workers=threads,
-        thread_name_prefix="aiaas-forward",
-        # Set in each forward thread as well: it costs nothing, and the benchmark run with it
-        # was faster at every concurrency (docs/performance.md).
-        initializer=torch.set_num_threads,
-        initargs=(torch_threads,),
-    )
+    return ForwardThreads(threads, torch_threads=torch_threads)

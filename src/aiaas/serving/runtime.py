@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any, Final
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 WARMUP_LENGTH: Final = 8
 # A traced forward is used only where it reproduces the eager one this closely.
 TRACE_TOLERANCE: Final = 1e-5
+# oneDNN's blocked kernels sum in another order: as close as the CUDA path is held to.
+PREPACK_TOLERANCE: Final = 1e-4
+# The prepacked graph takes over from the batch size where it ran at most this fraction
+# of the traced graph's time, and at every larger size measured: a margin over timing noise.
+PREPACK_GAIN: Final = 0.9
+# Calibration doubles the batch up to the version's max_batch_size, and stops early once
+# one forward takes longer than this (big models gain nothing from a finer threshold).
+CALIBRATION_CALL_S: Final = 0.05
+CALIBRATION_ROUNDS: Final = 5
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -41,11 +51,18 @@ class ModelRuntime:
         device: torch.device,
         *,
         forward: Forward | None = None,
+        batched: Forward | None = None,
+        batched_from: int | None = None,
     ) -> None:
+        if (batched is None) != (batched_from is None):
+            raise ValueError("give batched and batched_from together")
         self._spec = spec
         self._module = module
         self._device = device
         self._forward: Forward = forward or module
+        # From ``batched_from`` rows on, forwards run through ``batched`` instead.
+        self._batched: Forward = batched or self._forward
+        self._batched_from = batched_from if batched_from is not None else sys.maxsize
         self._softmax = spec.task == "classification"
         self._on_gpu = device.type == "cuda"
         self._nbytes = sum(
@@ -86,7 +103,16 @@ class ModelRuntime:
         # CPUs only: that is where the per-op GIL round trips cost (docs/performance.md); on
         # CUDA the eager path is the one measured against raw torch.
         forward = trace_forward(spec, module, device) if trace and device.type == "cpu" else None
-        runtime = cls(spec, module, device, forward=forward)
+        batched, batched_from = None, None
+        if forward is not None:
+            prepacked = prepack_forward(spec, forward, module)
+            if prepacked is not None:
+                batched_from = calibrate(spec, forward, prepacked)
+                if batched_from is not None:
+                    batched = prepacked
+        runtime = cls(
+            spec, module, device, forward=forward, batched=batched, batched_from=batched_from
+        )
         if warmup:
             runtime.warmup()
         return runtime
@@ -109,6 +135,12 @@ class ModelRuntime:
         return self._forward is not self._module
 
     @property
+    def batched_from(self) -> int | None:
+        """The batch size from which forwards run through the prepacked graph, if any
+        (1: all of them)."""
+        return self._batched_from if self._batched_from != sys.maxsize else None
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by parameters and buffers, for the runtime cache's budget."""
         return self._nbytes
@@ -116,7 +148,10 @@ class ModelRuntime:
     def warmup(self) -> None:
         """One forward on zeros, so the first real request does not pay for lazy init
         (oneDNN primitive creation, CUDA kernel loading and allocator growth)."""
-        self.predict(np.zeros((1, *_sample_shape(self._spec, WARMUP_LENGTH)), dtype=np.float32))
+        shape = _sample_shape(self._spec, WARMUP_LENGTH)
+        self.predict(np.zeros((1, *shape), dtype=np.float32))
+        if 1 < self._batched_from < sys.maxsize:
+            self.predict(np.zeros((self._batched_from, *shape), dtype=np.float32))
 
     def check_input(self, batch: np.ndarray) -> None:
         """Raise ``ValueError`` unless ``batch`` is ``[n >= 1, *input_shape]``."""
@@ -144,14 +179,15 @@ class ModelRuntime:
         with torch.inference_mode():
             on_gpu = self._on_gpu
             inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
-            if self._forward is self._module:
+            forward = self._forward if len(array) < self._batched_from else self._batched
+            if forward is self._module:
                 outputs = self._module(inputs)
             else:
                 # The profiling executor would re-specialise the graph for each new batch
                 # size (and compile fusion kernels on CUDA): plain interpretation is as fast
                 # here and never stalls a request.
                 with optimized_execution(False):
-                    outputs = self._forward(inputs)
+                    outputs = forward(inputs)
             if self._softmax:
                 outputs = outputs.softmax(-1)
             # dtype objects are singletons; comparing them, unlike reading .device, is free.
@@ -216,6 +252,78 @@ def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) ->
         return None
     forward: Forward = graph
     return forward
+
+
+def prepack_forward(spec: ServingSpec, traced: Forward, module: nn.Module) -> Forward | None:
+    """``traced`` frozen and rewritten for inference on the CPU (``optimize_for_inference``:
+    weights prepacked into oneDNN's blocked layouts, convolutions fused with what follows),
+    or None where that fails or changes the outputs.
+
+    On a small CNN the plain convolutions cost about as much per row at any batch size,
+    so batching gained nothing; prepacked, a batch of 16 ran 3x faster than the plain graph
+    (docs/performance.md). A single row is usually slower prepacked: its inputs and outputs
+    are converted to and from the blocked layout on every call. ``calibrate`` decides.
+    """
+    if not isinstance(traced, torch.jit.ScriptModule):
+        return None
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        with torch.inference_mode(), optimized_execution(False):
+            for rows in (2, 3):
+                example = _example(
+                    spec, rows=rows, length=WARMUP_LENGTH, device=torch.device("cpu")
+                )
+                expected, got = module(example), graph(example)
+                if expected.shape != got.shape or not torch.allclose(
+                    expected, got, rtol=PREPACK_TOLERANCE, atol=PREPACK_TOLERANCE
+                ):
+                    log.info("%s: the prepacked graph differs; not used", spec.key)
+                    return None
+    except Exception as exc:  # an optimisation: any failure means the traced graph alone
+        log.info("%s: no prepacked graph: %s", spec.key, exc)
+        return None
+    forward: Forward = graph
+    return forward
+
+
+def calibrate(spec: ServingSpec, plain: Forward, prepacked: Forward) -> int | None:
+    """The batch size from which ``prepacked`` is the faster forward on this machine, or
+    None where it never is.
+
+    Times both, interleaved, at 1, 2, 4, ... rows up to the version's ``max_batch_size``
+    (the batches the batcher forms) and takes each one's best round. The threshold is the
+    smallest size from which the prepacked graph won by ``PREPACK_GAIN`` at every larger
+    size measured. Takes well under a second; the load of a model takes longer.
+    """
+    cpu = torch.device("cpu")
+    sizes: list[int] = []
+    wins: list[bool] = []
+    rows = 1
+    with torch.inference_mode(), optimized_execution(False):
+        while True:
+            example = _example(spec, rows=rows, length=WARMUP_LENGTH, device=cpu)
+            best = [float("inf"), float("inf")]
+            for forward in (plain, prepacked):
+                forward(example)  # first call at a size: oneDNN builds its primitives
+            for _ in range(CALIBRATION_ROUNDS):
+                for i, forward in enumerate((plain, prepacked)):
+                    start = time.perf_counter()
+                    forward(example)
+                    best[i] = min(best[i], time.perf_counter() - start)
+            sizes.append(rows)
+            wins.append(best[1] <= PREPACK_GAIN * best[0])
+            if rows >= spec.max_batch_size or max(best) > CALIBRATION_CALL_S:
+                break
+            rows = min(rows * 2, spec.max_batch_size)
+    threshold = None
+    for size, won in zip(reversed(sizes), reversed(wins), strict=True):
+        if not won:
+            break
+        threshold = size
+    log.info("%s: prepacked graph from %s rows (measured at %s)", spec.key, threshold, sizes)
+    return threshold
 
 
 def _sample_shape(spec: ServingSpec, length: int) -> tuple[int, ...]:
