@@ -59,9 +59,9 @@ class ModelRuntime:
         self._spec = spec
         self._module = module
         self._device = device
-        self._forward: Forward = forward or module
+        self._forward: Forward = _entry(forward) if forward is not None else module
         # From ``batched_from`` rows on, forwards run through ``batched`` instead.
-        self._batched: Forward = batched or self._forward
+        self._batched: Forward = _entry(batched) if batched is not None else self._forward
         self._batched_from = batched_from if batched_from is not None else sys.maxsize
         self._softmax = spec.task == "classification"
         self._on_gpu = device.type == "cuda"
@@ -102,10 +102,15 @@ class ModelRuntime:
         module = module.to(device)
         # CPUs only: that is where the per-op GIL round trips cost (docs/performance.md); on
         # CUDA the eager path is the one measured against raw torch.
-        forward = trace_forward(spec, module, device) if trace and device.type == "cpu" else None
-        batched, batched_from = None, None
+        forward, batched, batched_from = None, None, None
+        if trace and device.type == "cpu":
+            # The graphs take the softmax in: one op less to dispatch from Python per call.
+            served = (
+                nn.Sequential(module, nn.Softmax(-1)) if spec.task == "classification" else module
+            )
+            forward = trace_forward(spec, served, device)
         if forward is not None:
-            prepacked = prepack_forward(spec, forward, module)
+            prepacked = prepack_forward(spec, served)
             if prepacked is not None:
                 batched_from = calibrate(spec, forward, prepacked)
                 if batched_from is not None:
@@ -182,14 +187,15 @@ class ModelRuntime:
             forward = self._forward if len(array) < self._batched_from else self._batched
             if forward is self._module:
                 outputs = self._module(inputs)
+                if self._softmax:
+                    outputs = outputs.softmax(-1)
             else:
-                # The profiling executor would re-specialise the graph for each new batch
-                # size (and compile fusion kernels on CUDA): plain interpretation is as fast
-                # here and never stalls a request.
+                # Graphs end with the softmax already (see ``load``). The profiling
+                # executor would re-specialise a graph for each new batch size (and compile
+                # fusion kernels on CUDA): plain interpretation is as fast here and never
+                # stalls a request.
                 with optimized_execution(False):
                     outputs = forward(inputs)
-            if self._softmax:
-                outputs = outputs.softmax(-1)
             # dtype objects are singletons; comparing them, unlike reading .device, is free.
             if on_gpu or outputs.dtype is not torch.float32:
                 outputs = outputs.to(device="cpu", dtype=torch.float32)
@@ -234,7 +240,9 @@ def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) ->
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode(False):
             warnings.simplefilter("always")
             with torch.no_grad():
-                graph = torch.jit.trace(module, traced_on, check_trace=False)  # type: ignore[no-untyped-call]
+                traced = torch.jit.trace(module, traced_on, check_trace=False)  # type: ignore[no-untyped-call]
+                # Frozen: parameters become constants of the graph, not attribute reads.
+                graph = torch.jit.freeze(traced.eval())
         concerns = [w for w in caught if not issubclass(w.category, DeprecationWarning)]
         if concerns:
             log.info("serving %s eagerly: tracing warned %s", spec.key, concerns[0].message)
@@ -254,21 +262,24 @@ def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) ->
     return forward
 
 
-def prepack_forward(spec: ServingSpec, traced: Forward, module: nn.Module) -> Forward | None:
-    """``traced`` frozen and rewritten for inference on the CPU (``optimize_for_inference``:
-    weights prepacked into oneDNN's blocked layouts, convolutions fused with what follows),
-    or None where that fails or changes the outputs.
+def prepack_forward(spec: ServingSpec, module: nn.Module) -> Forward | None:
+    """``module`` traced, frozen and rewritten for inference on the CPU
+    (``optimize_for_inference``: weights prepacked into oneDNN's blocked layouts,
+    convolutions fused with what follows), or None where that fails or changes the outputs.
+    For modules ``trace_forward`` found traceable.
 
     On a small CNN the plain convolutions cost about as much per row at any batch size,
     so batching gained nothing; prepacked, a batch of 16 ran 3x faster than the plain graph
     (docs/performance.md). A single row is usually slower prepacked: its inputs and outputs
     are converted to and from the blocked layout on every call. ``calibrate`` decides.
     """
-    if not isinstance(traced, torch.jit.ScriptModule):
-        return None
+    example = _example(spec, rows=2, length=WARMUP_LENGTH, device=torch.device("cpu"))
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
+            # A trace of its own: the passes rewrite the graph in place, and a copy of a
+            # scripted module shares its graph.
+            traced = torch.jit.trace(module, example, check_trace=False)  # type: ignore[no-untyped-call]
             graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         with torch.inference_mode(), optimized_execution(False):
             for rows in (2, 3):
@@ -324,6 +335,15 @@ def calibrate(spec: ServingSpec, plain: Forward, prepacked: Forward) -> int | No
         threshold = size
     log.info("%s: prepacked graph from %s rows (measured at %s)", spec.key, threshold, sizes)
     return threshold
+
+
+def _entry(forward: Forward) -> Forward:
+    """A scripted module's compiled ``forward`` itself, called without ``nn.Module.__call__``
+    (its hook checks are Python, on every call; a graph has no hooks)."""
+    if isinstance(forward, torch.jit.ScriptModule):
+        method: Forward = forward.forward
+        return method
+    return forward
 
 
 def _sample_shape(spec: ServingSpec, length: int) -> tuple[int, ...]:
