@@ -6,7 +6,7 @@ import gc
 import getpass
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,7 +64,24 @@ def serve(
     # Long-lived objects from start-up would otherwise be rescanned by every full collection.
     gc.collect()
     gc.freeze()
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        http=_http_protocol(),
+    )
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol writing each response in one piece, or uvicorn's own
+    choice where httptools is not installed."""
+    try:
+        from aiaas.http_protocol import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return CoalescingHttpToolsProtocol
 
 
 @app.command()
