@@ -57,9 +57,15 @@ def test_postprocess_maps_the_argmax_to_labels() -> None:
 
 
 def test_nbytes_counts_parameters_and_buffers() -> None:
-    runtime, module = load_runtime(make_spec("cnn"))
+    spec = make_spec("cnn")
+    module = make_module(spec)
+    weights = save_safetensors(module)
     expected = sum(p.numel() * 4 for p in module.parameters())
-    assert runtime.nbytes == expected > 0
+    eager = ModelRuntime.load(spec, weights, device=CPU, trace=False)
+    assert eager.nbytes == expected > 0
+    runtime = ModelRuntime.load(spec, weights, device=CPU)
+    # With a prepacked graph, its copy of the weights counts too.
+    assert runtime.nbytes == (2 * expected if runtime.batched_from is not None else expected)
     assert runtime.device == CPU
 
 

@@ -65,9 +65,12 @@ class ModelRuntime:
         self._batched_from = batched_from if batched_from is not None else sys.maxsize
         self._softmax = spec.task == "classification"
         self._on_gpu = device.type == "cuda"
-        self._nbytes = sum(
+        weights = sum(
             t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())
         )
+        # A prepacked graph holds its own copy of the weights in oneDNN's layouts: counted as
+        # a second copy of all of them, an upper bound for the cache's budget.
+        self._nbytes = 2 * weights if batched is not None else weights
 
     @classmethod
     def load(
@@ -147,7 +150,8 @@ class ModelRuntime:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by parameters and buffers, for the runtime cache's budget."""
+        """Bytes held by parameters and buffers (twice, with a prepacked graph), for the
+        runtime cache's budget."""
         return self._nbytes
 
     def warmup(self) -> None:
