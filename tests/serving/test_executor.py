@@ -138,6 +138,24 @@ def test_shutdown_cancels_what_has_not_started_and_refuses_new_calls() -> None:
     assert inbox.got[1][:2] == ("ran", None)
 
 
+def test_a_future_cancelled_while_queued_never_runs() -> None:
+    started, gate, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        started.set()
+        assert gate.wait(10)
+
+    with ForwardThreads(1) as pool:
+        first = pool.submit(blocker)
+        assert started.wait(10)
+        queued = pool.submit(ran.set)
+        assert queued.cancel()
+        gate.set()
+        first.result(timeout=10)
+    assert queued.cancelled()
+    assert not ran.is_set()
+
+
 def test_call_in_thread_delivers_from_any_executor() -> None:
     inbox = Inbox()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

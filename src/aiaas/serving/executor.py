@@ -90,16 +90,23 @@ class ForwardThreads(concurrent.futures.Executor):
     ) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
+        def run() -> T | None:
+            # As ThreadPoolExecutor does: a future its caller cancelled while queued never runs.
+            if not future.set_running_or_notify_cancel():
+                return None
+            return fn(*args, **kwargs)
+
         def deliver(result: Any, error: BaseException | None) -> None:
+            if future.done():
+                return
             if isinstance(error, concurrent.futures.CancelledError):
                 future.cancel()
-                future.set_running_or_notify_cancel()
             elif error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(result)
 
-        self.call(lambda: fn(*args, **kwargs), deliver)
+        self.call(run, deliver)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

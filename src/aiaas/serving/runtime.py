@@ -310,7 +310,9 @@ def calibrate(spec: ServingSpec, plain: Forward, prepacked: Forward) -> int | No
     Times both, interleaved, at 1, 2, 4, ... rows up to the version's ``max_batch_size``
     (the batches the batcher forms) and takes each one's best round. The threshold is the
     smallest size from which the prepacked graph won by ``PREPACK_GAIN`` at every larger
-    size measured. Takes well under a second; the load of a model takes longer.
+    size measured. Each size's rounds stop the doubling once one call takes
+    ``CALIBRATION_CALL_S``, so a load spends at most a second or two here (the small CNN:
+    about 0.1 s).
     """
     cpu = torch.device("cpu")
     sizes: list[int] = []
