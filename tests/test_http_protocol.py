@@ -10,6 +10,7 @@ import httpx
 import pytest
 import uvicorn
 
+from aiaas.cli.main import _http_protocol
 from aiaas.http_protocol import FLUSH_BYTES, CoalescingHttpToolsProtocol, CoalescingTransport
 
 
@@ -102,13 +103,22 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+class _Watched(CoalescingHttpToolsProtocol):
+    """The protocol under test, keeping the transport each connection writes through."""
+
+    transports: list[object] = []
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _Watched.transports.append(self.transport)
+
+
 @pytest.fixture
 def server() -> Iterator[str]:
+    _Watched.transports.clear()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        _app, http=CoalescingHttpToolsProtocol, log_level="warning", lifespan="off"
-    )
+    config = uvicorn.Config(_app, http=_Watched, log_level="warning", lifespan="off")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -139,3 +149,10 @@ def test_uvicorn_with_the_protocol_serves_keep_alive_and_streamed_responses(serv
         # A body that asks for 100-continue first.
         response = client.post("/", content=b"z" * 5000, headers={"Expect": "100-continue"})
         assert response.content == b"echo:" + b"z" * 5000
+    # Every answer above went out through the coalescing transport.
+    assert _Watched.transports
+    assert all(isinstance(t, CoalescingTransport) for t in _Watched.transports)
+
+
+def test_aiaas_serve_runs_uvicorn_with_the_protocol() -> None:
+    assert _http_protocol() is CoalescingHttpToolsProtocol

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import getpass
 import logging
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
 import typer
 
@@ -74,7 +75,7 @@ def serve(
     )
 
 
-def _http_protocol() -> Any:
+def _http_protocol() -> type[asyncio.Protocol] | Literal["auto"]:
     """uvicorn's httptools protocol writing each response in one piece, or uvicorn's own
     choice where httptools is not installed."""
     try:

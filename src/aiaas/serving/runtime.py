@@ -112,12 +112,10 @@ class ModelRuntime:
                 nn.Sequential(module, nn.Softmax(-1)) if spec.task == "classification" else module
             )
             forward = trace_forward(spec, served, device)
-        if forward is not None:
-            prepacked = prepack_forward(spec, served)
-            if prepacked is not None:
+            prepacked = prepack_forward(spec, served) if forward is not None else None
+            if forward is not None and prepacked is not None:
                 batched_from = calibrate(spec, forward, prepacked)
-                if batched_from is not None:
-                    batched = prepacked
+                batched = prepacked if batched_from is not None else None
         runtime = cls(
             spec, module, device, forward=forward, batched=batched, batched_from=batched_from
         )
