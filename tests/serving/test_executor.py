@@ -14,6 +14,7 @@ from aiaas.serving.executor import (
     make_executor,
     use_batch_scheduling,
 )
+from aiaas.serving.runtime import in_serving_mode
 
 needs_sched_batch = pytest.mark.skipif(
     not hasattr(os, "SCHED_BATCH"), reason="the OS has no SCHED_BATCH policy"
@@ -103,6 +104,17 @@ def test_forward_threads_survive_a_broken_delivery() -> None:
         pool.call(lambda: 2, inbox)
         inbox.wait(1)
     assert inbox.got[0][:2] == (2, None)
+
+
+def test_forward_threads_run_in_serving_mode() -> None:
+    inbox = Inbox()
+    with ForwardThreads(1) as pool:
+        pool.call(lambda: (in_serving_mode(), torch.is_inference_mode_enabled()), inbox)
+        inbox.wait(1)
+    assert inbox.got[0][:2] == ((True, True), None)
+    # Only theirs: the caller's thread is left as it was.
+    assert not in_serving_mode()
+    assert not torch.is_inference_mode_enabled()
 
 
 def test_forward_threads_are_an_executor() -> None:

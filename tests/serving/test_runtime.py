@@ -11,7 +11,14 @@ import torch
 from aiaas.ml.errors import NotSafetensors, WeightsMismatch
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime
-from aiaas.serving.runtime import calibrate, postprocess, prepack_forward, trace_forward
+from aiaas.serving.runtime import (
+    calibrate,
+    in_serving_mode,
+    postprocess,
+    prepack_forward,
+    serving_mode,
+    trace_forward,
+)
 from tests.serving.helpers import load_runtime, make_module, make_spec, sample_shape
 
 CPU = torch.device("cpu")
@@ -187,6 +194,38 @@ def test_feed_forward_models_run_traced_and_answer_as_eager(architecture: str) -
     for rows in (1, 2, 7, 64):
         x = rng.standard_normal((rows, *sample_shape(spec))).astype(np.float32)
         np.testing.assert_allclose(traced.predict(x), eager.predict(x), rtol=0, atol=1e-6)
+
+
+def test_predict_leaves_the_callers_torch_state_as_it_was() -> None:
+    runtime, _ = load_runtime(make_spec("cnn"))
+    x = np.zeros((2, *sample_shape(runtime.spec)), dtype=np.float32)
+    optimize = torch._C._get_graph_executor_optimize()
+    runtime.predict(x)
+    assert not torch.is_inference_mode_enabled()
+    assert torch._C._get_graph_executor_optimize() == optimize
+    with serving_mode():
+        assert in_serving_mode()
+        runtime.predict(x)
+        assert in_serving_mode()
+    assert not in_serving_mode()
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn", "rnn"])
+def test_a_runtime_loaded_in_serving_mode_is_the_same_runtime(architecture: str) -> None:
+    # Forward threads load the models they are asked for while in serving mode: the load
+    # must still build ordinary tensors (tracing needs them) and answer as elsewhere.
+    spec = make_spec(architecture)
+    weights = save_safetensors(make_module(spec))
+    plain = ModelRuntime.load(spec, weights, device=CPU)
+    with serving_mode():
+        served = ModelRuntime.load(spec, weights, device=CPU)
+        assert in_serving_mode()
+    assert served.traced == plain.traced
+    assert not any(p.is_inference() for p in served.module.parameters())
+    x = np.random.default_rng(9).standard_normal((3, *sample_shape(spec))).astype(np.float32)
+    with serving_mode():
+        in_mode = served.predict(x)
+    np.testing.assert_array_equal(in_mode, plain.predict(x))
 
 
 def test_rnn_falls_back_to_eager_and_still_takes_any_length() -> None:

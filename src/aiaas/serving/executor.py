@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import torch
 
+from aiaas.serving.runtime import serving_mode
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Called on the thread that ran the call: (result, None) or (None, the exception raised).
@@ -49,6 +51,9 @@ def use_batch_scheduling() -> bool:
 
 class ForwardThreads(concurrent.futures.Executor):
     """A fixed set of threads fed from one queue, with a lean way in: ``call``.
+
+    The threads run everything in ``runtime.serving_mode`` (inference mode): they are for
+    forward passes, not for anything that needs autograd.
 
     A ``ThreadPoolExecutor`` round trip wraps each call in a Future guarded by a Condition
     and, once the call returns, releases a Python-level Semaphore: several lock operations
@@ -141,6 +146,10 @@ class ForwardThreads(concurrent.futures.Executor):
             # Set in each forward thread as well: it costs nothing, and the benchmark run
             # with it was faster at every concurrency (docs/performance.md).
             torch.set_num_threads(self._torch_threads)
+        with serving_mode():
+            self._serve()
+
+    def _serve(self) -> None:
         get, stop = self._queue.get, self._STOP
         while (item := get()) is not stop:
             fn, deliver = item

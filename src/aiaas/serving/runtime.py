@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import numpy as np
@@ -36,6 +37,30 @@ CALIBRATION_CALL_S: Final = 0.05
 CALIBRATION_ROUNDS: Final = 5
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextlib.contextmanager
+def serving_mode() -> Iterator[None]:
+    """The torch state forward passes run in: inference mode, graphs interpreted as they are.
+
+    ``predict`` enters it around each call unless its thread is in it already. A thread that
+    runs nothing but predictions holds it for its whole life instead (see
+    ``executor.ForwardThreads``): entering and leaving both modes costs more than a
+    microsecond each in a tight loop, and about 20 us per request on a server whose caches
+    the HTTP work has just evicted (docs/performance.md), a tenth of a small CNN's forward.
+
+    The profiling executor (the default) would re-specialise a graph for each new batch size
+    and compile fusion kernels on CUDA; plain interpretation is as fast here and never stalls
+    a request.
+    """
+    with torch.inference_mode(), optimized_execution(False):
+        yield
+
+
+def in_serving_mode() -> bool:
+    """Whether this thread is in ``serving_mode`` (two flag reads in C)."""
+    return torch.is_inference_mode_enabled() and not torch._C._get_graph_executor_optimize()
+
 
 # Per thread: the page-locked staging buffer of copies to the GPU (see ModelRuntime._staged).
 _pinned = threading.local()
@@ -90,6 +115,16 @@ class ModelRuntime:
         Raises the ``aiaas.ml`` errors (``ConfigInvalid``, ``NotSafetensors``,
         ``WeightsMismatch``) for a version that cannot be served.
         """
+        # A forward thread loads the models it is asked for, in serving_mode; a load runs in
+        # torch's defaults instead. Tracing needs ordinary tensors, and a graph frozen with
+        # the optimising executor off ran 1.5x slower (a small CNN, 110 us against 70).
+        with torch.inference_mode(False), optimized_execution(True):
+            return cls._build(spec, weights, device=device, warmup=warmup, trace=trace)
+
+    @classmethod
+    def _build(
+        cls, spec: ServingSpec, weights: bytes, *, device: torch.device, warmup: bool, trace: bool
+    ) -> ModelRuntime:
         # The gateway enforced the parameter limit at registration; a limit changed since
         # then must not make already registered versions unservable.
         config = parse_config(spec.architecture, spec.config, max_parameters=sys.maxsize)
@@ -183,25 +218,26 @@ class ModelRuntime:
             # torch.from_numpy warns on read-only memory (np.frombuffer of a request body);
             # copying is cheaper than a thread-unsafe warnings filter around it.
             array = array.copy()
-        with torch.inference_mode():
-            on_gpu = self._on_gpu
-            inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
-            forward = self._forward if len(array) < self._batched_from else self._batched
-            if forward is self._module:
-                outputs = self._module(inputs)
-                if self._softmax:
-                    outputs = outputs.softmax(-1)
-            else:
-                # Graphs end with the softmax already (see ``load``). The profiling
-                # executor would re-specialise a graph for each new batch size (and compile
-                # fusion kernels on CUDA): plain interpretation is as fast here and never
-                # stalls a request.
-                with optimized_execution(False):
-                    outputs = forward(inputs)
-            # dtype objects are singletons; comparing them, unlike reading .device, is free.
-            if on_gpu or outputs.dtype is not torch.float32:
-                outputs = outputs.to(device="cpu", dtype=torch.float32)
-            result: np.ndarray = outputs.numpy()
+        if in_serving_mode():
+            return self._run(array)
+        with serving_mode():
+            return self._run(array)
+
+    def _run(self, array: np.ndarray) -> np.ndarray:
+        on_gpu = self._on_gpu
+        inputs = self._staged(array) if on_gpu else torch.from_numpy(array)
+        forward = self._forward if len(array) < self._batched_from else self._batched
+        if forward is self._module:
+            outputs = self._module(inputs)
+            if self._softmax:
+                outputs = outputs.softmax(-1)
+        else:
+            # Graphs end with the softmax already (see ``load``).
+            outputs = forward(inputs)
+        # dtype objects are singletons; comparing them, unlike reading .device, is free.
+        if on_gpu or outputs.dtype is not torch.float32:
+            outputs = outputs.to(device="cpu", dtype=torch.float32)
+        result: np.ndarray = outputs.numpy()
         return result
 
     def postprocess(self, outputs: np.ndarray) -> list[Any]:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from aiaas.dispatch import wire
+from aiaas.serving.runtime import serving_mode
 from aiaas.serving.spec import ServingSpec
 from aiaas.worker.context import WorkerContext
 
@@ -93,11 +94,23 @@ class BatchConsumer:
         self._stop = threading.Event()
         self._client = redis.Redis.from_url(broker_url)
         self._thread = threading.Thread(
-            target=consume,
+            target=self._run,
             args=(context, self._client, queue, self._stop),
             name="aiaas-batches",
             daemon=True,
         )
+
+    @staticmethod
+    def _run(
+        context: Callable[[], WorkerContext],
+        client: redis.Redis,
+        queue: str,
+        stop: threading.Event,
+    ) -> None:
+        # The thread runs forward passes and broker I/O only: it stays in the state the
+        # forwards need rather than entering it for each batch.
+        with serving_mode():
+            consume(context, client, queue, stop)
 
     def start(self) -> None:
         self._thread.start()
