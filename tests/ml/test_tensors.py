@@ -134,6 +134,31 @@ def test_parsed_integers_beyond_64_bits_are_accepted_when_float32_holds_them() -
     _assert_batch(result, np.array([[1.0, 2.0**70]]))
 
 
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        _example(IMAGE, seed=3).tolist(),
+        [[1, 2, 3], [4, 5, 6]],
+        [[0.1, 2**40 + 1, -(2**62) + 3], [1e-45, 3.4e38, -3.3e38]],
+        [[1e19, -1e20, 7]],  # finite, but their squares overflow a float32 sum
+    ],
+    ids=["floats", "ints", "mixed", "large"],
+)
+def test_json_bodies_of_plain_numbers_decode_as_parsed_inputs_do(inputs: Any) -> None:
+    # A body with no strings or booleans takes a shorter way to float32: same batch.
+    shape = np.asarray(inputs).shape[1:]
+    batch, _ = decode_json_body(_body(inputs), shape=shape, max_rows=MAX_ROWS)
+    parsed = decode_json_inputs(inputs, shape=shape, max_rows=MAX_ROWS)
+    _assert_batch(batch, parsed)
+
+
+def test_json_strings_anywhere_in_the_body_still_refuse_string_inputs() -> None:
+    # The keys' own quotes are the only ones the shorter way allows.
+    assert _body_error(_body([[0.5, "1"]]), shape=(2,)).got == "a string"
+    error = _body_error(b'{"inputs": [[0.5, "1"]], "k": 1}', shape=(2,))
+    assert (error.loc, error.got) == (["inputs", 0, 1], "a string")
+
+
 def test_json_true_outside_the_inputs_does_not_refuse_them() -> None:
     row = _example(FLAT)
     body = _body([row.tolist()], parameters={"return_probabilities": True, "raw": False})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,10 @@ class _Request:
         # Only requests with equal trailing shapes (e.g. one sequence length) can share
         # a forward pass.
         self.group = self.inputs.shape[1:]
+
+
+def _rows(batch: Sequence[_Request]) -> int:
+    return sum(len(request.inputs) for request in batch)
 
 
 def run_split(run_batch: RunBatch, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -275,7 +278,7 @@ class Batcher:
         loop = self._loop
         assert loop is not None
         self._inflight += 1
-        notify(self._on_batch, sum(len(r.inputs) for r in batch))
+        notify(self._on_batch, len(batch[0].inputs) if len(batch) == 1 else _rows(batch))
         if self._run_batch_async is not None:
             task = loop.create_task(self._run_on_loop(self._run_batch_async, batch))
             # The loop keeps only weak references to tasks.
@@ -288,9 +291,12 @@ class Batcher:
         def deliver(outputs: list[np.ndarray] | None, error: BaseException | None) -> None:
             if isinstance(error, concurrent.futures.CancelledError):
                 error = BatcherClosed("the executor shut down before the batch ran")
-            # A closed loop has nobody left waiting for these results.
-            with contextlib.suppress(RuntimeError):
+            try:
                 loop.call_soon_threadsafe(self._finish, batch, outputs, error)
+            except RuntimeError:
+                # A closed loop has nobody left waiting for these results. (A try costs
+                # nothing on the way through; contextlib.suppress is a call per batch.)
+                return
 
         try:
             call_in_thread(

@@ -198,7 +198,10 @@ class ModelRuntime:
     def check_input(self, batch: np.ndarray) -> None:
         """Raise ``ValueError`` unless ``batch`` is ``[n >= 1, *input_shape]``."""
         expected = self._spec.input_shape
-        if batch.ndim != len(expected) + 1 or batch.shape[0] < 1:
+        shape = batch.shape
+        if shape[1:] == expected and shape[0] >= 1:
+            return  # the common case, in one comparison (fixed shapes have no zero sizes)
+        if batch.ndim != len(expected) + 1 or shape[0] < 1:
             raise ValueError(
                 f"expected a batch of shape [n, {', '.join(map(_dim, expected))}], "
                 f"got {list(batch.shape)}"
