@@ -58,8 +58,13 @@ class CoalescingTransport:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:
+        # Asked after every response: spelled out, because reaching __getattr__ first costs a
+        # formatted AttributeError.
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
-        # Everything else (is_closing, get_extra_info, abort, ...) is the transport's own.
+        # Everything else (get_extra_info, abort, ...) is the transport's own.
         return getattr(self._transport, name)
 
 

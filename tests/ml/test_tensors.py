@@ -140,7 +140,7 @@ def test_parsed_integers_beyond_64_bits_are_accepted_when_float32_holds_them() -
         _example(IMAGE, seed=3).tolist(),
         [[1, 2, 3], [4, 5, 6]],
         [[0.1, 2**40 + 1, -(2**62) + 3], [1e-45, 3.4e38, -3.3e38]],
-        [[1e19, -1e20, 7]],  # finite, but their squares overflow a float32 sum
+        [[3e38, -3e38, 7]],  # float32 holds them, but the sum of squares is over the bound
     ],
     ids=["floats", "ints", "mixed", "large"],
 )

@@ -288,22 +288,20 @@ def _decode_parsed(
 
     if only_numbers:
         # numpy then converts without first finding one type for all the elements: about
-        # a sixth of the conversion. A null comes out NaN and a number beyond float32 inf:
-        # both fail the check below, and the general path names them.
-        with np.errstate(over="ignore", invalid="ignore"):
-            try:
-                direct: npt.NDArray[np.float32] | None = np.array(value, dtype=np.float32)
-            except (ValueError, TypeError, OverflowError):
-                direct = None
-        # The sum of squares overflows for finite values above ~1.8e19 as well: those take
-        # the general path too, which checks them exactly.
+        # a sixth of the conversion. A null comes out NaN and a number beyond float32 fails
+        # the bound: both go on to the general path, which names them.
+        try:
+            direct: npt.NDArray[np.float64] | None = np.array(value, dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            direct = None
         if (
             direct is not None
             and direct.ndim == len(dims)
-            and math.isfinite(np.vdot(direct, direct))
+            and np.vdot(direct, direct) <= _F32_MAX_SQ
         ):
             _check_dims(direct.shape, shape, max_rows, loc, single=single, from_json=True)
-            return direct.reshape((1, *direct.shape)) if single else direct
+            batch: FloatBatch = direct.astype(np.float32)
+            return batch.reshape((1, *batch.shape)) if single else batch
     try:
         array: npt.NDArray[Any] | None = np.array(value)
     except (ValueError, TypeError, OverflowError):
