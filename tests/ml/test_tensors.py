@@ -140,9 +140,10 @@ def test_parsed_integers_beyond_64_bits_are_accepted_when_float32_holds_them() -
         _example(IMAGE, seed=3).tolist(),
         [[1, 2, 3], [4, 5, 6]],
         [[0.1, 2**40 + 1, -(2**62) + 3], [1e-45, 3.4e38, -3.3e38]],
+        [[2**60 + 2**36 + 1, 1]],  # through float64 this integer would round twice
         [[3e38, -3e38, 7]],  # float32 holds them, but the sum of squares is over the bound
     ],
-    ids=["floats", "ints", "mixed", "large"],
+    ids=["floats", "ints", "mixed", "big-int", "large"],
 )
 def test_json_bodies_of_plain_numbers_decode_as_parsed_inputs_do(inputs: Any) -> None:
     # A body with no strings or booleans takes a shorter way to float32: same batch.
@@ -157,6 +158,13 @@ def test_json_strings_anywhere_in_the_body_still_refuse_string_inputs() -> None:
     assert _body_error(_body([[0.5, "1"]]), shape=(2,)).got == "a string"
     error = _body_error(b'{"inputs": [[0.5, "1"]], "k": 1}', shape=(2,))
     assert (error.loc, error.got) == (["inputs", 0, 1], "a string")
+    # An object among the numbers; a key with an escaped quote (one quote too many: the
+    # general path, with the same answer).
+    batch, extra = decode_json_body(b'{"inputs": [[0.5, 1]], "k\\"": 1}', shape=(2,), max_rows=1)
+    _assert_batch(batch, np.array([[0.5, 1.0]]))
+    assert extra == {'k"': 1}
+    error = _body_error(b'{"inputs": [[0.5, {"v": 1}]]}', shape=(2,))
+    assert (error.loc, error.got) == (["inputs", 0, 1], "an object")
 
 
 def test_json_true_outside_the_inputs_does_not_refuse_them() -> None:

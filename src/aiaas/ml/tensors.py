@@ -39,6 +39,9 @@ FloatBatch = npt.NDArray[np.float32]
 
 _F32_MAX: Final = float(np.finfo(np.float32).max)
 _F32_MAX_SQ: Final = _F32_MAX * _F32_MAX
+# Below it every element is within 2**53, where float64 holds integers exactly: casting them
+# through float64 rounds once, as the general path's int64 -> float32 cast does.
+_DIRECT_MAX_SQ: Final = min(_F32_MAX_SQ, 2.0**106)
 _NUMBER_KINDS: Final = "iuf"
 
 # Beyond this many "r"/"f" letters in a body, scanning them costs more than the exact check.
@@ -288,8 +291,8 @@ def _decode_parsed(
 
     if only_numbers:
         # numpy then converts without first finding one type for all the elements: about
-        # a sixth of the conversion. A null comes out NaN and a number beyond float32 fails
-        # the bound: both go on to the general path, which names them.
+        # a sixth of the conversion. A null comes out NaN and a number beyond float32 (or an
+        # integer beyond 2**53) fails the bound: they go on to the general path.
         try:
             direct: npt.NDArray[np.float64] | None = np.array(value, dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
@@ -297,7 +300,7 @@ def _decode_parsed(
         if (
             direct is not None
             and direct.ndim == len(dims)
-            and np.vdot(direct, direct) <= _F32_MAX_SQ
+            and np.vdot(direct, direct) <= _DIRECT_MAX_SQ
         ):
             _check_dims(direct.shape, shape, max_rows, loc, single=single, from_json=True)
             batch: FloatBatch = direct.astype(np.float32)
