@@ -53,6 +53,9 @@ class _Request:
 
 
 def _rows(batch: Sequence[_Request]) -> int:
+    # A lone request (the idle path) skips the generator.
+    if len(batch) == 1:
+        return len(batch[0].inputs)
     return sum(len(request.inputs) for request in batch)
 
 
@@ -278,7 +281,7 @@ class Batcher:
         loop = self._loop
         assert loop is not None
         self._inflight += 1
-        notify(self._on_batch, len(batch[0].inputs) if len(batch) == 1 else _rows(batch))
+        notify(self._on_batch, _rows(batch))
         if self._run_batch_async is not None:
             task = loop.create_task(self._run_on_loop(self._run_batch_async, batch))
             # The loop keeps only weak references to tasks.

@@ -45,9 +45,9 @@ def serving_mode() -> Iterator[None]:
 
     ``predict`` enters it around each call unless its thread is in it already. A thread that
     runs nothing but predictions holds it for its whole life instead (see
-    ``executor.ForwardThreads``): entering and leaving both modes costs more than a
-    microsecond each in a tight loop, and about 20 us per request on a server whose caches
-    the HTTP work has just evicted (docs/performance.md), a tenth of a small CNN's forward.
+    ``executor.ForwardThreads``): entering and leaving both modes costs 1-2 us in a tight
+    loop, but about 40 us of the forward thread's CPU per request on a server whose caches
+    the HTTP work has just evicted (docs/performance.md).
 
     The profiling executor (the default) would re-specialise a graph for each new batch size
     and compile fusion kernels on CUDA; plain interpretation is as fast here and never stalls
@@ -288,7 +288,7 @@ def trace_forward(spec: ServingSpec, module: nn.Module, device: torch.device) ->
         if concerns:
             log.info("serving %s eagerly: tracing warned %s", spec.key, concerns[0].message)
             return None
-        with torch.inference_mode(), optimized_execution(False):
+        with serving_mode():
             for example in (traced_on, checked_on):
                 expected, got = module(example), graph(example)
                 if expected.shape != got.shape or not torch.allclose(
@@ -322,7 +322,7 @@ def prepack_forward(spec: ServingSpec, module: nn.Module) -> Forward | None:
             # scripted module shares its graph.
             traced = torch.jit.trace(module, example, check_trace=False)  # type: ignore[no-untyped-call]
             graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-        with torch.inference_mode(), optimized_execution(False):
+        with serving_mode():
             for rows in (2, 3):
                 example = _example(
                     spec, rows=rows, length=WARMUP_LENGTH, device=torch.device("cpu")
@@ -355,7 +355,7 @@ def calibrate(spec: ServingSpec, plain: Forward, prepacked: Forward) -> int | No
     sizes: list[int] = []
     wins: list[bool] = []
     rows = 1
-    with torch.inference_mode(), optimized_execution(False):
+    with serving_mode():
         while True:
             example = _example(spec, rows=rows, length=WARMUP_LENGTH, device=cpu)
             best = [float("inf"), float("inf")]

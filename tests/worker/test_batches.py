@@ -1,0 +1,40 @@
+"""The worker's batch consumer thread, against the local Redis."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import cast
+
+import redis
+
+from aiaas.dispatch import wire
+from aiaas.serving.runtime import in_serving_mode
+from aiaas.worker.batches import BatchConsumer
+from aiaas.worker.context import WorkerContext
+
+
+def test_the_consumer_thread_runs_batches_in_serving_mode(redis_url: str) -> None:
+    seen: list[bool] = []
+    asked = threading.Event()
+
+    def context() -> WorkerContext:
+        # Asked for on the consumer thread as each popped message is run; an unreadable
+        # message is dropped before the context is used.
+        seen.append(in_serving_mode())
+        asked.set()
+        return cast(WorkerContext, object())
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    consumer = BatchConsumer(context, redis_url, queue)
+    consumer.start()
+    try:
+        client.rpush(wire.batch_key(queue), b"not a batch")
+        assert asked.wait(10)
+    finally:
+        consumer.stop(timeout=10)
+        client.delete(wire.batch_key(queue))
+        client.close()
+    assert seen == [True]
+    assert not in_serving_mode()
