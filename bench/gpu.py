@@ -127,7 +127,7 @@ def main() -> int:
         torch.manual_seed(0)
         weights = save_safetensors(build_model(architecture, config))
         spec = ServingSpec(
-            key=name,
+            weights=name,
             architecture=architecture,
             config=raw,
             task="classification",

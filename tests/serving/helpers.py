@@ -19,12 +19,12 @@ def make_spec(
     *,
     task: Task = "classification",
     labels: tuple[str, ...] | None = None,
-    key: str | None = None,
+    weights: str | None = None,
 ) -> ServingSpec:
     raw = config if config is not None else ARCHITECTURES[architecture].example_config
     parsed = parse_config(architecture, raw, max_parameters=10**9)
     return ServingSpec(
-        key=key or f"sha-{architecture}",
+        weights=weights or f"sha-{architecture}",
         architecture=architecture,
         config=raw,
         task=task,

@@ -31,17 +31,17 @@ class Loader:
 
     def __call__(self, spec: ServingSpec) -> Stub:
         with self.lock:
-            self.loaded.append(spec.key)
+            self.loaded.append(spec.weights)
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10)
-        if spec.key in self.fail:
-            raise OSError(f"cannot load {spec.key}")
-        return Stub(spec.key, self.sizes[spec.key])
+        if spec.weights in self.fail:
+            raise OSError(f"cannot load {spec.weights}")
+        return Stub(spec.weights, self.sizes[spec.weights])
 
 
 def spec(key: str) -> ServingSpec:
-    return make_spec("mlp", key=key)
+    return make_spec("mlp", weights=key)
 
 
 def _wait_for(condition: threading.Condition, predicate: Callable[[], bool]) -> None:
@@ -57,16 +57,16 @@ def test_lru_eviction_under_the_budget() -> None:
     cache.get(spec("b"))
     cache.get(spec("a"))  # a is now the most recently used
     cache.get(spec("c"))
-    assert "b" not in cache
-    assert "a" in cache
-    assert "c" in cache
+    assert spec("b").runtime_key not in cache
+    assert spec("a").runtime_key in cache
+    assert spec("c").runtime_key in cache
     assert len(cache) == 2
     assert cache.total_bytes == 80
     assert totals == [40, 80, 80]
     assert loader.loaded == ["a", "b", "c"]
     cache.get(spec("b"))
     assert loader.loaded == ["a", "b", "c", "b"]
-    assert "a" not in cache
+    assert spec("a").runtime_key not in cache
 
 
 def test_hits_and_misses_are_counted() -> None:
@@ -92,7 +92,7 @@ def test_an_entry_over_budget_alone_is_kept_until_the_next_load() -> None:
     assert len(cache) == 1
     assert cache.total_bytes == 150
     cache.get(spec("b"))
-    assert "big" not in cache
+    assert spec("big").runtime_key not in cache
     assert cache.total_bytes == 10
 
 
@@ -101,8 +101,8 @@ def test_evict_and_clear() -> None:
     cache = LoadingCache(100, Loader({"a": 30, "b": 20}), on_bytes=totals.append)
     cache.get(spec("a"))
     cache.get(spec("b"))
-    assert cache.evict("a")
-    assert not cache.evict("a")
+    assert cache.evict(spec("a").runtime_key)
+    assert not cache.evict(spec("a").runtime_key)
     assert cache.total_bytes == 20
     cache.clear()
     assert len(cache) == 0
@@ -186,9 +186,9 @@ def test_a_broken_metrics_callback_does_not_break_get(caplog: pytest.LogCaptureF
 
 
 def test_runtime_cache_holds_model_runtimes() -> None:
-    specs = [make_spec("mlp", key="m1"), make_spec("cnn", key="c1")]
-    runtimes = {s.key: load_runtime(s)[0] for s in specs}
-    cache = RuntimeCache(runtimes["m1"].nbytes, lambda s: runtimes[s.key])
+    specs = [make_spec("mlp", weights="m1"), make_spec("cnn", weights="c1")]
+    runtimes = {s.weights: load_runtime(s)[0] for s in specs}
+    cache = RuntimeCache(runtimes["m1"].nbytes, lambda s: runtimes[s.weights])
     assert cache.get(specs[0]) is runtimes["m1"]
     assert cache.get(specs[1]) is runtimes["c1"]
     assert len(cache) == 1

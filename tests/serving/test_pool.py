@@ -24,13 +24,13 @@ def test_one_batcher_per_key_with_the_spec_s_knobs(executor: ThreadPoolExecutor)
     seen: list[tuple[str, int]] = []
 
     def run_batch(spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
-        seen.append((spec.key, len(batch)))
+        seen.append((spec.weights, len(batch)))
         return batch * 2
 
     batches: list[int] = []
     pool = BatcherPool(run_batch, executor=executor, on_batch=batches.append)
-    a = dataclasses.replace(make_spec("mlp", key="a"), max_batch_size=3, max_delay_ms=5.0)
-    b = make_spec("mlp", key="b")
+    a = dataclasses.replace(make_spec("mlp", weights="a"), max_batch_size=3, max_delay_ms=5.0)
+    b = make_spec("mlp", weights="b")
     assert pool.get(a) is pool.get(dataclasses.replace(a, labels=None))
     assert pool.get(a) is not pool.get(b)
     assert len(pool) == 2
@@ -48,9 +48,9 @@ def test_one_batcher_per_key_with_the_spec_s_knobs(executor: ThreadPoolExecutor)
 
 
 def test_models_served_through_cache_and_pool(executor: ThreadPoolExecutor) -> None:
-    specs = [make_spec(name, key=name) for name in ("mlp", "cnn", "rnn")]
-    loaded = {spec.key: load_runtime(spec)[0] for spec in specs}
-    cache = RuntimeCache(10**9, lambda spec: loaded[spec.key])
+    specs = [make_spec(name, weights=name) for name in ("mlp", "cnn", "rnn")]
+    loaded = {spec.weights: load_runtime(spec)[0] for spec in specs}
+    cache = RuntimeCache(10**9, lambda spec: loaded[spec.weights])
 
     def run_batch(spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
         return cache.get(spec).predict(batch)
@@ -58,7 +58,7 @@ def test_models_served_through_cache_and_pool(executor: ThreadPoolExecutor) -> N
     pool = BatcherPool(run_batch, executor=executor)
     rng = np.random.default_rng(0)
     inputs = {
-        spec.key: [
+        spec.weights: [
             rng.standard_normal((1 + i % 3, *sample_shape(spec))).astype(np.float32)
             for i in range(12)
         ]
@@ -67,7 +67,7 @@ def test_models_served_through_cache_and_pool(executor: ThreadPoolExecutor) -> N
 
     async def main() -> dict[str, list[np.ndarray]]:
         results = {
-            spec.key: asyncio.gather(*(pool.get(spec).submit(x) for x in inputs[spec.key]))
+            spec.weights: asyncio.gather(*(pool.get(spec).submit(x) for x in inputs[spec.weights]))
             for spec in specs
         }
         done = {key: await result for key, result in results.items()}
@@ -77,7 +77,7 @@ def test_models_served_through_cache_and_pool(executor: ThreadPoolExecutor) -> N
     results = asyncio.run(main())
     for spec in specs:
         runtime: ModelRuntime = cache.get(spec)
-        for x, got in zip(inputs[spec.key], results[spec.key], strict=True):
+        for x, got in zip(inputs[spec.weights], results[spec.weights], strict=True):
             np.testing.assert_allclose(got, runtime.predict(x), rtol=0, atol=1e-6)
 
 

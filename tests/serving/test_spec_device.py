@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import pickle
 from typing import Any
@@ -28,12 +29,50 @@ def test_variable_axis_survives_json() -> None:
     assert copy.task == "regression"
 
 
-def test_equality_and_hash_use_the_key_only() -> None:
-    a = make_spec("mlp", key="same")
-    b = make_spec("cnn", key="same")
+def test_same_weights_other_computation_is_another_key() -> None:
+    """Identical bytes under another config, task or labels never share a runtime."""
+    base = make_spec("mlp", weights="same")
+    others = [
+        make_spec(
+            "mlp",
+            {"input_dim": 64, "hidden": [32], "output_dim": 10, "activation": "tanh"},
+            weights="same",
+        ),
+        make_spec("mlp", task="regression", weights="same"),
+        make_spec("mlp", labels=tuple("abcdefghij"), weights="same"),
+        make_spec("cnn", weights="same"),
+        make_spec("mlp", weights="other"),
+    ]
+    keys = {base.runtime_key} | {other.runtime_key for other in others}
+    assert len(keys) == len(others) + 1
+    assert all(base != other for other in others)
+
+
+def test_batching_knobs_separate_batchers_but_not_runtimes() -> None:
+    a = make_spec("mlp", weights="same")
+    slow = dataclasses.replace(a, max_delay_ms=500.0)
+    assert a.runtime_key == slow.runtime_key
+    assert a.key != slow.key
+    assert a != slow
+
+
+def test_equality_and_hash_follow_the_key() -> None:
+    a = make_spec("mlp", weights="same")
+    b = make_spec("mlp", weights="same")
     assert a == b
     assert {a: 1}[b] == 1
-    assert a != make_spec("mlp", key="other")
+    # Key order in the config does not make another computation.
+    config = dict(reversed(list(a.config.items())))
+    assert make_spec("mlp", config, weights="same").key == a.key
+
+
+def test_keys_survive_the_wire() -> None:
+    spec = make_spec("mlp", labels=tuple("abcdefghij"), weights="w")
+    copy = ServingSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert (copy.key, copy.runtime_key, copy.weights) == (spec.key, spec.runtime_key, "w")
+    legacy = spec.to_dict()
+    legacy["key"] = legacy.pop("weights")
+    assert ServingSpec.from_dict(legacy) == spec
 
 
 def test_config_is_a_private_copy() -> None:
@@ -58,7 +97,7 @@ def test_specs_pickle_and_copy() -> None:
         ("max_delay_ms", -1.0),
         ("max_delay_ms", float("nan")),
         ("input_shape", [0, 3]),
-        ("key", ""),
+        ("weights", ""),
     ],
 )
 def test_bad_values_are_refused(field: str, value: Any) -> None:

@@ -252,7 +252,7 @@ def serving_spec(
 ) -> ServingSpec:
     """What a worker needs to load and run this version, in plain values."""
     return ServingSpec(
-        key=version.sha256,
+        weights=version.sha256,
         architecture=version.architecture,
         config=version.config,
         task=model.task,  # type: ignore[arg-type]

@@ -1,4 +1,8 @@
-"""An LRU of loaded runtimes under a byte budget, keyed by the weights' sha256."""
+"""An LRU of loaded runtimes under a byte budget, keyed by what they compute.
+
+The key is ``ServingSpec.runtime_key`` (weights, architecture, config, task, labels, input
+shape): versions that share a runtime compute the same outputs, whichever account owns them.
+"""
 
 from __future__ import annotations
 
@@ -87,7 +91,7 @@ class LoadingCache(Generic[R]):
         Concurrent callers for one key share a single load; if it fails, all of them see
         its exception and nothing is cached, so the next ``get`` tries again.
         """
-        key = spec.key
+        key = spec.runtime_key
         mine: _Load[R] | None = None
         with self._lock:
             cached = self._entries.get(key)
@@ -112,13 +116,13 @@ class LoadingCache(Generic[R]):
             runtime = self._loader(spec)
         except BaseException as exc:
             with self._lock:
-                del self._loading[spec.key]
+                del self._loading[spec.runtime_key]
             pending.error = exc
             pending.done.set()
             raise
         with self._lock:
-            del self._loading[spec.key]
-            self._insert(spec.key, runtime)
+            del self._loading[spec.runtime_key]
+            self._insert(spec.runtime_key, runtime)
             total = self._total
         pending.value = runtime
         pending.done.set()
@@ -156,4 +160,4 @@ class LoadingCache(Generic[R]):
 
 
 class RuntimeCache(LoadingCache[ModelRuntime]):
-    """The cache of loaded model runtimes, keyed by the weights' sha256."""
+    """The cache of loaded model runtimes, keyed by ``ServingSpec.runtime_key``."""

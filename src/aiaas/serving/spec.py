@@ -3,37 +3,51 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, cast, get_args
+
+import orjson
 
 Task = Literal["classification", "regression"]
 _TASKS: Final = frozenset(get_args(Task))
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ServingSpec:
     """One servable model version.
 
-    Equality and hashing use ``key`` (the sha256 of the weights) alone: two specs with the
-    same weights describe the same runtime, and the config (a nested mapping) is not
-    hashable anyway.
+    ``weights`` is the sha256 of the safetensors blob: where the bytes are stored, nothing
+    more. Two versions may share those bytes and still compute different things (another
+    config, task or label list), possibly in two accounts, so nothing that is shared between
+    requests is keyed by the weights alone:
+
+    - ``runtime_key`` covers everything that changes what a forward pass returns (weights,
+      architecture, config, task, labels, input shape): the key of loaded runtimes. The device
+      is fixed per process, and so is each process's runtime cache.
+    - ``key`` adds the batching knobs: the key of batchers, so that one account's
+      ``max_delay_ms`` never delays another account's requests.
+
+    Equality and hashing use ``key``.
     """
 
-    key: str
-    architecture: str = field(compare=False)
-    config: Mapping[str, Any] = field(compare=False)
-    task: Task = field(compare=False)
-    labels: tuple[str, ...] | None = field(compare=False)
-    input_shape: tuple[int | None, ...] = field(compare=False)
-    max_batch_size: int = field(default=64, compare=False)
-    max_delay_ms: float = field(default=0.0, compare=False)
+    weights: str
+    architecture: str
+    config: Mapping[str, Any]
+    task: Task
+    labels: tuple[str, ...] | None
+    input_shape: tuple[int | None, ...]
+    max_batch_size: int = 64
+    max_delay_ms: float = 0.0
+    runtime_key: str = field(init=False, repr=False)
+    key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.key:
-            raise ValueError("key must not be empty")
+        if not self.weights:
+            raise ValueError("weights must not be empty")
         if self.task not in _TASKS:
             raise ValueError(f"task must be one of {sorted(_TASKS)}, got {self.task!r}")
         if self.max_batch_size < 1:
@@ -49,11 +63,33 @@ class ServingSpec:
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(self.labels))
+        computation = {
+            "weights": self.weights,
+            "architecture": self.architecture,
+            "config": self.config,
+            "task": self.task,
+            "labels": self.labels,
+            "input_shape": self.input_shape,
+        }
+        runtime_key = _digest(computation)
+        object.__setattr__(self, "runtime_key", runtime_key)
+        knobs = {
+            "runtime": runtime_key,
+            "batch": self.max_batch_size,
+            "delay": float(self.max_delay_ms),
+        }
+        object.__setattr__(self, "key", _digest(knobs))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ServingSpec) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types only, for a task message."""
         return {
-            "key": self.key,
+            "weights": self.weights,
             "architecture": self.architecture,
             "config": copy.deepcopy(dict(self.config)),
             "task": self.task,
@@ -71,11 +107,13 @@ class ServingSpec:
         without breaking workers that are still on the older version.
         """
         try:
+            # "key" named the weights' sha256 in messages of older gateways.
+            weights = data["weights"] if "weights" in data else data["key"]
             config = data["config"]
             labels = data.get("labels")
             shape = data["input_shape"]
             spec = cls(
-                key=_typed(data["key"], str, "key"),
+                weights=_typed(weights, str, "weights"),
                 architecture=_typed(data["architecture"], str, "architecture"),
                 config=_typed(config, dict, "config"),
                 task=cast(Task, _typed(data["task"], str, "task")),
@@ -87,6 +125,11 @@ class ServingSpec:
         except KeyError as exc:
             raise ValueError(f"serving spec is missing {exc.args[0]!r}") from None
         return spec
+
+
+def _digest(value: Mapping[str, Any]) -> str:
+    # Sorted keys: two configs that differ only in key order are one computation.
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _typed(value: Any, kind: type[_T], name: str) -> _T:

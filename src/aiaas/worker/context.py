@@ -62,7 +62,7 @@ def build_context(
     def load(spec: ServingSpec) -> ModelRuntime:
         runtime = ModelRuntime.load(
             spec,
-            store.get_bytes(spec.key),
+            store.get_bytes(spec.weights),
             device=device,
             warmup=settings.worker_warmup,
             trace=settings.worker_trace,
