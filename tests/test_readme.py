@@ -3,62 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.helpers import live_server as start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
-    # As the README says to start it for the local webhook listener.
-    env["AIAAS_WEBHOOK_ALLOW_PRIVATE"] = "true"
-    # Only the test that uses the demo models pays for training them.
-    env["AIAAS_DEMO_MODELS"] = str(request.node.get_closest_marker("demo_models") is not None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"server did not come up:\n{output}")
-            time.sleep(0.2)
+    env = {
+        # As the README says to start it for the local webhook listener.
+        "AIAAS_WEBHOOK_ALLOW_PRIVATE": "true",
+        # Only the test that uses the demo models pays for training them.
+        "AIAAS_DEMO_MODELS": str(request.node.get_closest_marker("demo_models") is not None),
+    }
+    with start_server(tmp_path, env) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        if process.stdout:
-            process.stdout.close()
 
 
 def readme_block(marker: str) -> str:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     """SQLAlchemy URL. Unset: SQLite at ``<var_dir>/aiaas.db``. PostgreSQL:
     ``postgresql+psycopg://user:pass@host:5432/db``."""
 
+    db_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """Longest wait for the database: a connection, a free pooled connection, SQLite's write
+    lock, a PostgreSQL row or table lock. Past it the request answers 503 rather than queueing
+    behind whoever holds the database."""
+
     artifacts_url: str | None = None
     """Where weights, datasets and checkpoints live. Unset: ``<var_dir>/artifacts``. Any fsspec
     URL (``s3://bucket/prefix``, ``file:///shared/volume``) for the distributed mode."""

@@ -6,6 +6,8 @@ process init) from the settings, and routes reach sessions through ``deps.Sessio
 
 from __future__ import annotations
 
+import functools
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,32 +61,55 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+DEFAULT_TIMEOUT_S = 5.0
+
+
+def make_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> Engine:
+    """An engine that never waits longer than ``timeout_s`` for the database (a connection,
+    a pooled connection, a lock) and never writes bound parameters into its errors or logs."""
     parsed = make_url(url)
+    # Parameters may hold password hashes, API key hashes or a tenant's data.
+    kwargs.setdefault("hide_parameters", True)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.setdefault("poolclass", StaticPool)
-        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": timeout_s})
+        if kwargs.get("poolclass") is not StaticPool:
+            kwargs.setdefault("pool_timeout", timeout_s)
         engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, timeout_s=timeout_s))
         # pysqlite opens transactions lazily on its own terms, which breaks SAVEPOINT; hand the
         # transaction boundaries to SQLAlchemy instead (the recipe of SQLAlchemy's docs).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_timeout", timeout_s)
+    if parsed.get_backend_name() == "postgresql":
+        lock_ms = int(timeout_s * 1000)
+        connect_args = {
+            # libpq counts whole seconds and treats 1 as 2.
+            "connect_timeout": max(2, math.ceil(timeout_s)),
+            "options": f"-c lock_timeout={lock_ms}",
+            # A server that vanished without closing the socket is noticed within seconds.
+            "keepalives": 1,
+            "keepalives_idle": max(1, math.ceil(timeout_s)),
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+        }
+        kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, timeout_s: float) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the gateway read while a worker thread writes; foreign keys are off by default.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     cursor.close()
 
 
@@ -103,8 +128,8 @@ class Database:
         self.session_factory = session_factory or sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Database:
+        return cls(make_engine(url, timeout_s=timeout_s))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -64,7 +64,11 @@ def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterato
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session closes (its transaction ends, its connection goes back to the
+# pool) when the route function returns, before the response is sent. A client that reads a
+# streamed download slowly, or not at all, must not hold a transaction: on SQLite every
+# transaction takes the database's one write lock, and every other account would wait on it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 EventsDep = Annotated[EventBus, Depends(get_events)]

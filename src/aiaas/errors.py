@@ -6,14 +6,16 @@
     ├── InvalidInput (422)        field problems, with an ``errors`` list
     ├── Unauthenticated (401)     sends ``WWW-Authenticate: Bearer``
     ├── Forbidden (403)
-    │   └── MissingScope (403)    names the scope the credential lacks
+    │   ├── MissingScope (403)    names the scope the credential lacks
+    │   ├── AccountSuspended (403)
+    │   └── QuotaExceeded (403)   names the quota, its limit and the current use
     ├── NotFound (404)            also another tenant's private resource
     ├── MethodNotAllowed (405)
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
-    ├── QuotaExceeded (429)
-    ├── ServiceUnavailable (503)
+    ├── RateLimited (429)         sends ``Retry-After``
+    ├── ServiceUnavailable (503)  also a database that cannot be reached in time
     └── GatewayTimeout (504)
 
 Services raise these and never ``HTTPException``; :func:`install_error_handlers` turns them, and
@@ -23,6 +25,7 @@ FastAPI's and Starlette's own errors, into problem documents.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -118,8 +121,30 @@ class UnsupportedMediaType(AppError):
     status, type, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
-class QuotaExceeded(AppError):
-    status, type, title = 429, "quota-exceeded", "Quota exceeded"
+class AccountSuspended(Forbidden):
+    type, title = "account-suspended", "Account suspended"
+
+
+class QuotaExceeded(Forbidden):
+    type, title = "quota-exceeded", "Quota exceeded"
+
+    def __init__(
+        self, quota: str, *, limit: int | float, current: int | float, detail: str
+    ) -> None:
+        super().__init__(detail, quota=quota, limit=limit, current=current)
+
+
+class RateLimited(AppError):
+    status, type, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(
+        self, detail: str, *, retry_after_s: float, headers: Mapping[str, str] = {}
+    ) -> None:
+        # Whole seconds, rounded up: a client that waits exactly this long gets through.
+        retry_after = max(1, math.ceil(retry_after_s))
+        super().__init__(
+            detail, headers={**headers, "Retry-After": str(retry_after)}, retry_after=retry_after
+        )
 
 
 class ServiceUnavailable(AppError):
@@ -141,11 +166,28 @@ _BY_STATUS: dict[int, type[AppError]] = {
         Conflict,
         PayloadTooLarge,
         UnsupportedMediaType,
-        QuotaExceeded,
+        RateLimited,
         ServiceUnavailable,
         GatewayTimeout,
     )
 }
+
+
+def unavailable(exc: BaseException) -> AppError | None:
+    """The 503 for an error that says a backing service cannot be reached in time (the
+    database down, its pool exhausted, SQLite's lock held past the timeout), else None."""
+    try:
+        from sqlalchemy import exc as sa
+    except ImportError:  # a worker without the database stack
+        return None
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError) or (
+        isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
+    ):
+        log.warning("database unavailable: %s", type(exc.__cause__ or exc).__name__)
+        return ServiceUnavailable(
+            "The database did not answer in time; try again shortly.", headers={"Retry-After": "1"}
+        )
+    return None
 
 
 def problem_response(error: AppError, instance: str | None = None) -> Response:
@@ -212,6 +254,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(error, request.url.path)
 
     async def unhandled(request: Request, exc: Exception) -> Response:
+        mapped = unavailable(exc)
+        if mapped is not None:
+            return problem_response(mapped, request.url.path)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(AppError("The server failed to handle this request."))
 

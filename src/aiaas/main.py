@@ -118,7 +118,9 @@ def create_app(
         time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
     )
     owns_database = database is None
-    db = database or Database.from_url(settings.resolved_database_url)
+    db = database or Database.from_url(
+        settings.resolved_database_url, timeout_s=settings.db_timeout_s
+    )
     store = store or open_store(settings.resolved_artifacts_url)
     metrics = Metrics()
     bus = events.EventBus()

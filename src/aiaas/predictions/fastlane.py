@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiaas.errors import AppError, PayloadTooLarge, problem_response
+from aiaas.errors import AppError, PayloadTooLarge, problem_response, unavailable
 from aiaas.predictions.sync import PredictPath
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,13 @@ class PredictFastLane:
         except AppError as error:
             status = error.status
             await problem_response(error, url)(scope, receive, send)
-        except Exception:
-            log.exception("unhandled error on POST %s", url)
-            await problem_response(AppError("The server failed to handle this request."))(
-                scope, receive, send
-            )
+        except Exception as exc:
+            problem = unavailable(exc)
+            if problem is None:
+                log.exception("unhandled error on POST %s", url)
+                problem = AppError("The server failed to handle this request.")
+            status = problem.status
+            await problem_response(problem, url)(scope, receive, send)
         finally:
             self.record("POST", PREDICT_ROUTE, status, time.perf_counter() - start)
 

@@ -54,7 +54,9 @@ def build_context(
     database: Database | None = None,
     store: ArtifactStore | None = None,
 ) -> WorkerContext:
-    database = database or Database.from_url(settings.resolved_database_url)
+    database = database or Database.from_url(
+        settings.resolved_database_url, timeout_s=settings.db_timeout_s
+    )
     store = store or open_store(settings.resolved_artifacts_url)
     device = select_device(settings.device)
     metrics.worker_device.labels(str(device)).set(1)
