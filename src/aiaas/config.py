@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let webhooks target private, loopback and link-local addresses (tests, private nets)."""
 
+    metrics_token: SecretStr | None = None
+    """Bearer token a Prometheus scrape must send for ``/metrics`` (the gateway's, and each
+    worker's ``--metrics-port``). Metrics name every tenant's models: never leave them open on
+    a public port."""
+
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve the gateway's metrics on this port instead of the public one (whose ``/metrics``
+    then answers 404); bound to ``metrics_host``."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address of ``metrics_port`` (``0.0.0.0`` in a container, behind a NetworkPolicy)."""
+
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     """How long ``/readyz`` waits for each dependency before calling it down."""
 
@@ -194,6 +206,19 @@ class Settings(BaseSettings):
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(key)
         return self.model_copy(update={"secret_key": SecretStr(key)})
+
+    def check_gateway(self) -> None:
+        """Refuse what a gateway must not run with in production (workers and the migration
+        never serve the public port, so they are not held to it)."""
+        if self.env == "production" and self.metrics_token is None and self.metrics_port is None:
+            raise ConfigurationError(
+                "AIAAS_ENV=production needs AIAAS_METRICS_TOKEN or AIAAS_METRICS_PORT: the "
+                "gateway's /metrics would otherwise show every tenant's model names to anyone"
+            )
+
+    @property
+    def scrape_token(self) -> str | None:
+        return self.metrics_token.get_secret_value() if self.metrics_token else None
 
     @property
     def secret(self) -> str:

@@ -22,8 +22,9 @@ from aiaas.db import Database
 from aiaas.dispatch.base import Dispatcher
 from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
-from aiaas.metrics import Metrics
+from aiaas.metrics import Metrics, MetricsServer
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware
+from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
 from aiaas.predictions import service as prediction_service
 from aiaas.predictions.directory import ModelDirectory
@@ -114,6 +115,7 @@ def create_app(
     """Build the gateway. ``database`` lets tests hand in a session factory bound to a rolled-back
     transaction; otherwise one is made from the settings and disposed at shutdown."""
     settings = (settings or get_settings()).with_secret_key()
+    settings.check_gateway()
     security.configure_password_hashing(
         time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
     )
@@ -137,6 +139,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        metrics_server = (
+            MetricsServer(
+                metrics.registry,
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                token=settings.scrape_token,
+            ).start()
+            if settings.metrics_port is not None
+            else None
+        )
         await dispatcher.start()
         if settings.demo_models:
             await _start_demo_trainings(db, dispatcher, settings)
@@ -148,6 +160,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
             await dispatcher.close()
+            if metrics_server is not None:
+                metrics_server.close()
             if owns_database:
                 db.dispose()
 
@@ -175,6 +189,8 @@ def create_app(
 
     install_error_handlers(app)
     app.include_router(operations_router)
+    if settings.metrics_port is None:
+        app.include_router(metrics_router)
     app.include_router(accounts_router)
     app.include_router(registry_router)
     app.include_router(predictions_router)

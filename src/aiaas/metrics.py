@@ -6,7 +6,24 @@ never collide in the global registry and nothing is registered at import time.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import hmac
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import orjson
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    make_wsgi_app,
+)
+
+from aiaas.errors import PROBLEM_CONTENT_TYPE, Unauthenticated
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -95,3 +112,70 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def scrape_allowed(authorization: str | None, token: str | None) -> bool:
+    """Whether a scrape with this ``Authorization`` header may read the metrics: always without
+    a token, else only with ``Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _guarded(app: WSGIApp, token: str | None) -> WSGIApp:
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not scrape_allowed(environ.get("HTTP_AUTHORIZATION"), token):
+            problem = Unauthenticated("Scrapes need the metrics token.")
+            start_response(
+                "401 Unauthorized",
+                [("Content-Type", PROBLEM_CONTENT_TYPE), *problem.headers.items()],
+            )
+            return [orjson.dumps(problem.to_problem())]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class MetricsServer:
+    """The metrics of one registry on a port of their own (``AIAAS_METRICS_PORT``, a worker's
+    ``--metrics-port``), so the public port never shows them; behind the scrape token when
+    one is set."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, host: str, port: int, token: str | None
+    ) -> None:
+        self._server = make_server(
+            host,
+            port,
+            _guarded(make_wsgi_app(registry), token),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="aiaas-metrics", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -16,9 +16,10 @@ from aiaas.accounts.schemas import (
     LoginRequest,
     Me,
     RegisterRequest,
+    Scope,
     UserRegistered,
 )
-from aiaas.deps import CurrentUser, EventsDep, LoginOnly, SessionDep, SettingsDep
+from aiaas.deps import CurrentPrincipal, EventsDep, LoginOnly, SessionDep, SettingsDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
 
@@ -51,8 +52,16 @@ def login(body: LoginRequest, session: SessionDep, settings: SettingsDep) -> Acc
 
 
 @router.get("/me", tags=["auth"], responses={401: _PROBLEM})
-def me(user: CurrentUser) -> Me:
-    return Me.model_validate(user, from_attributes=True)
+def me(principal: CurrentPrincipal) -> Me:
+    user = principal.user
+    secret = user.webhook_secret if Scope.ACCOUNT_READ in principal.scopes else None
+    return Me(
+        id=user.id,
+        email=user.email,
+        created_at=user.created_at,
+        role=user.role,
+        webhook_secret=secret,
+    )
 
 
 @router.post(

@@ -15,6 +15,8 @@ class Scope(StrEnum):
     MODELS_WRITE = "models:write"
     PREDICT = "predict"
     TRAIN = "train"
+    # Account secrets (the webhook signing secret): a key that only predicts never sees them.
+    ACCOUNT_READ = "account:read"
 
 
 def _lower(value: str) -> str:
@@ -48,7 +50,9 @@ class UserRegistered(BaseModel):
 
 class Me(UserRegistered):
     role: Literal["user", "admin"]
-    webhook_secret: str
+    webhook_secret: str | None = Field(
+        description="Signs webhooks. Shown to a login token or a key with `account:read`."
+    )
 
 
 class AccessToken(BaseModel):

@@ -102,9 +102,8 @@ def worker(
     log_level: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
     """Run a Celery worker (distributed mode; needs AIAAS_BROKER_URL)."""
-    from prometheus_client import start_http_server
-
     from aiaas.config import get_settings
+    from aiaas.metrics import MetricsServer
     from aiaas.serving.executor import use_batch_scheduling
     from aiaas.worker import supervisor, tasks
     from aiaas.worker.celery_app import PREDICT_QUEUE, create_celery
@@ -122,7 +121,12 @@ def worker(
         # Build the context now: a bad AIAAS_DEVICE fails at start, and the device metric shows.
         tasks.context()
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=tasks.worker_metrics().registry)
+        MetricsServer(
+            tasks.worker_metrics().registry,
+            host=metrics_host,
+            port=metrics_port,
+            token=settings.scrape_token,
+        ).start()
     if PREDICT_QUEUE in queues.split(","):
         # Sync batches come on a list of their own, beside the Celery queue (dispatch.wire).
         tasks.serve_batches(PREDICT_QUEUE, forked=concurrency > 1)

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from aiaas.deps import DatabaseDep, MetricsDep, SettingsDep
-from aiaas.errors import ServiceUnavailable
+from aiaas.errors import ServiceUnavailable, Unauthenticated
+from aiaas.metrics import scrape_allowed
 from aiaas.operations.service import readiness_checks, run_checks
 
 router = APIRouter(tags=["operations"])
@@ -33,7 +34,22 @@ async def readyz(settings: SettingsDep, database: DatabaseDep) -> dict[str, Any]
     return {"status": "ok", "checks": results}
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus text exposition of the platform's own registry."""
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"content": {"application/problem+json": {}}}},
+)
+async def metrics(
+    metrics: MetricsDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """Prometheus text exposition of the platform's own registry; with ``AIAAS_METRICS_TOKEN``
+    set, only for ``Authorization: Bearer <token>``. Not served here when the metrics have a
+    port of their own (``AIAAS_METRICS_PORT``)."""
+    if not scrape_allowed(authorization, settings.scrape_token):
+        raise Unauthenticated("Scrapes need the metrics token.")
     return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

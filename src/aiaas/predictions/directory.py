@@ -36,6 +36,17 @@ class ResolvedVersion:
         return self.public or self.owner_id == user_id
 
 
+class _VersionMissing(Exception):
+    """The model exists but not the version asked for; who may know that is decided per
+    caller, outside the cache."""
+
+    def __init__(self, detail: str, *, owner_id: uuid.UUID, public: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.owner_id = owner_id
+        self.public = public
+
+
 class ModelDirectory:
     def __init__(
         self,
@@ -53,7 +64,14 @@ class ModelDirectory:
         )
 
     async def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
-        found = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
+        try:
+            found = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
+        except _VersionMissing as missing:
+            # Another account's private model answers as an unknown name does, whatever
+            # version was asked: "no version 7" would confirm that the model exists.
+            if not (missing.public or missing.owner_id == user_id):
+                raise NotFound(f"No model named '{name}'.") from None
+            raise NotFound(missing.detail) from None
         if not found.visible_to(user_id):
             raise NotFound(f"No model named '{name}'.")
         return found
@@ -68,7 +86,12 @@ class ModelDirectory:
                 ref_used: str | int = DEFAULT_ALIAS if alias else LATEST
             else:
                 ref_used = ref
-            found = versions.resolve_version(session, model=model, ref=ref_used)
+            try:
+                found = versions.resolve_version(session, model=model, ref=ref_used)
+            except NotFound as exc:
+                raise _VersionMissing(
+                    exc.detail, owner_id=model.owner_id, public=model.visibility == "public"
+                ) from None
             return ResolvedVersion(
                 model_id=model.id,
                 model=model.name,
