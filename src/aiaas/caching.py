@@ -80,6 +80,13 @@ class RefreshingCache(Generic[K, V]):
         now = time.monotonic()
         self._entries[key] = _Entry(value, now + self._ttl_s, now + 2 * self._ttl_s)
 
+    def forget_where(self, match: Callable[[K, V], bool]) -> None:
+        """Drop the entries whose key and value match."""
+        self._generation += 1
+        for key, entry in list(self._entries.items()):
+            if match(key, entry.value):
+                self._entries.pop(key, None)
+
     def forget(self, match: Callable[[K], bool]) -> None:
         """Drop matching entries. Safe from any thread: event handlers run in route threads."""
         self._generation += 1

@@ -144,6 +144,32 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Let webhooks target private, loopback and link-local addresses (tests, private nets)."""
 
+    rate_limit_predict: str = "2000/second"
+    """Sync predictions per API key (or per account's login tokens): ``N/second``,
+    ``N/minute``, ``N/hour`` or ``N/day``; ``0`` switches the limit off. Refused calls get
+    429 with ``Retry-After``; every answer carries ``RateLimit-Limit``, ``-Remaining`` and
+    ``-Reset``. Distributed mode keeps the buckets in Redis, shared by every gateway."""
+
+    rate_limit_jobs: str = "500/second"
+    """Async prediction calls (``/v1/predictions``) per API key."""
+
+    rate_limit_train: str = "100/second"
+    """Training and dataset calls (``/v1/trainings``, ``/v1/datasets``) per API key."""
+
+    rate_limit_registry: str = "500/second"
+    """Registry and account calls (models, versions, aliases, keys, ``/v1/me``) per API key."""
+
+    rate_limit_auth: str = "100/second"
+    """Sign-ups and logins per client address."""
+
+    rate_limit_account_multiplier: float = Field(default=4.0, ge=1)
+    """An account's limit per route class, as a multiple of one key's: its keys together may
+    go this many times faster than one of them."""
+
+    login_failures_before_backoff: int = Field(default=5, ge=1)
+    """Wrong passwords in a row for one email (or failures from one address) before each
+    further attempt waits: 1 s, then doubling up to 15 minutes."""
+
     metrics_token: SecretStr | None = None
     """Bearer token a Prometheus scrape must send for ``/metrics`` (the gateway's, and each
     worker's ``--metrics-port``). Metrics name every tenant's models: never leave them open on
@@ -158,6 +184,14 @@ class Settings(BaseSettings):
 
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     """How long ``/readyz`` waits for each dependency before calling it down."""
+
+    @model_validator(mode="after")
+    def _rates_parse(self) -> Settings:
+        from aiaas.ratelimits.limiter import Rate
+
+        for name in ("predict", "jobs", "train", "registry", "auth"):
+            Rate.parse(getattr(self, f"rate_limit_{name}"))
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session
 from aiaas.accounts import service as accounts
 from aiaas.accounts.models import User
 from aiaas.accounts.service import Principal
+from aiaas.accounts.throttle import SignInThrottle
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.dispatch.base import Dispatcher
 from aiaas.errors import Forbidden, MissingScope
 from aiaas.events import EventBus
 from aiaas.metrics import Metrics
+from aiaas.ratelimits import RateLimits, RouteClass
+from aiaas.ratelimits.policy import credential_id
 from aiaas.storage import ArtifactStore
 
 
@@ -78,12 +81,19 @@ _bearer = HTTPBearer(auto_error=False, description="A login token or an API key 
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # The rate limiter may have authenticated this request already (see rate_limited).
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     credential = credentials.credentials if credentials else None
-    return accounts.authenticate(session, credential=credential, secret=settings.secret)
+    principal = accounts.authenticate(session, credential=credential, secret=settings.secret)
+    request.state.principal = principal
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -112,6 +122,71 @@ def get_admin(principal: CurrentPrincipal) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin)]
+
+
+def get_rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+
+
+def rate_limited(route_class: RouteClass) -> Callable[..., None]:
+    """A dependency that takes one request of ``route_class`` from the caller's buckets
+    (429 when they are empty) and leaves the decision for the RateLimit-* headers. It
+    authenticates the caller itself (routes reuse that), so a suspended account is refused
+    on every limited route, before anything else runs."""
+
+    def check(
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        limits: RateLimitsDep,
+    ) -> None:
+        if credentials is None:  # a public route (the catalogue): limited per address
+            buckets = limits.buckets(
+                route_class,
+                account_id=None,
+                credential_id=f"addr:{client_address(request)}",
+                overrides={},
+            )
+            request.state.rate_limit = limits.check(buckets)
+            return
+        principal = get_principal(request, session, settings, credentials)
+        user = principal.user
+        key = principal.api_key
+        buckets = limits.buckets(
+            route_class,
+            account_id=user.id,
+            credential_id=credential_id(key.id if key else None, user.id),
+            overrides=user.limits.get("rate_limits", {}),
+        )
+        request.state.rate_limit = limits.check(buckets)
+
+    check.__name__ = f"rate_limited_{route_class}"
+    return check
+
+
+def get_throttle(request: Request) -> SignInThrottle:
+    throttle: SignInThrottle = request.app.state.signin_throttle
+    return throttle
+
+
+ThrottleDep = Annotated[SignInThrottle, Depends(get_throttle)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
+def address_limited(request: Request, address: ClientAddress, limits: RateLimitsDep) -> None:
+    """Sign-up and login have no credential yet: they are limited per client address."""
+    request.state.rate_limit = limits.check(limits.address_buckets(address))
 
 
 def require_scope(scope: str) -> Callable[[Principal], Principal]:

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 API_KEY_REVOKED = "api_key.revoked"
 MODEL_CHANGED = "model.changed"
+# An account's standing changed (suspended, resumed, limits, password): payload its user id.
+ACCOUNT_CHANGED = "account.changed"
 
 Handler = Callable[[str], None]
 

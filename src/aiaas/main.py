@@ -9,21 +9,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas import __version__, events
 from aiaas.accounts import security
 from aiaas.accounts.credentials import CredentialCache
 from aiaas.accounts.routes import router as accounts_router
+from aiaas.accounts.throttle import MemoryFailures, RedisFailures, SignInThrottle
+from aiaas.admin.routes import router as admin_router
 from aiaas.config import Settings, get_settings
 from aiaas.datasets.routes import router as datasets_router
 from aiaas.db import Database
+from aiaas.deps import rate_limited
 from aiaas.dispatch.base import Dispatcher
 from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
 from aiaas.metrics import Metrics, MetricsServer
-from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware
+from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeaders
 from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
 from aiaas.predictions import service as prediction_service
@@ -31,6 +34,7 @@ from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
+from aiaas.ratelimits import RateLimits, RedisLimiter, RouteClass
 from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
 from aiaas.trainings import demo
@@ -58,6 +62,18 @@ def body_limits(settings: Settings) -> BodyLimitMiddleware.LimitFor:
         return json_limit
 
     return limit_for
+
+
+def make_limits(settings: Settings) -> tuple[RateLimits, SignInThrottle]:
+    """Rate-limit buckets and sign-in failure counts: in Redis when there is a broker (one
+    limit shared by every gateway), else in this process."""
+    threshold = settings.login_failures_before_backoff
+    if settings.broker_url:
+        timeout = settings.broker_timeout_s
+        limiter = RedisLimiter(settings.broker_url, timeout_s=timeout)
+        failures = RedisFailures(settings.broker_url, timeout_s=timeout)
+        return RateLimits(settings, limiter), SignInThrottle(failures, threshold=threshold)
+    return RateLimits(settings), SignInThrottle(MemoryFailures(), threshold=threshold)
 
 
 def make_dispatcher(
@@ -134,7 +150,9 @@ def create_app(
         default_max_batch_size=settings.max_batch_size,
         default_max_delay_ms=settings.max_delay_ms,
     )
+    rate_limits, signin_throttle = make_limits(settings)
     bus.subscribe(events.API_KEY_REVOKED, credentials.forget_key)
+    bus.subscribe(events.ACCOUNT_CHANGED, credentials.forget_account)
     bus.subscribe(events.MODEL_CHANGED, directory.forget)
 
     @asynccontextmanager
@@ -162,6 +180,8 @@ def create_app(
             await dispatcher.close()
             if metrics_server is not None:
                 metrics_server.close()
+            await rate_limits.limiter.aclose()
+            signin_throttle.store.close()
             if owns_database:
                 db.dispose()
 
@@ -177,6 +197,8 @@ def create_app(
     app.state.store = store
     app.state.events = bus
     app.state.dispatcher = dispatcher
+    app.state.rate_limits = rate_limits
+    app.state.signin_throttle = signin_throttle
     predict_path = PredictPath(
         settings=settings,
         credentials=credentials,
@@ -184,6 +206,7 @@ def create_app(
         dispatcher=dispatcher,
         metrics=metrics,
         record=functools.partial(prediction_service.record_sync, db, store),
+        limits=rate_limits,
     )
     app.state.predict_path = predict_path
 
@@ -191,13 +214,18 @@ def create_app(
     app.include_router(operations_router)
     if settings.metrics_port is None:
         app.include_router(metrics_router)
-    app.include_router(accounts_router)
-    app.include_router(registry_router)
-    app.include_router(predictions_router)
-    app.include_router(datasets_router)
-    app.include_router(trainings_router)
+    app.include_router(accounts_router)  # limits per route: sign-in has no credential yet
+    for router, route_class in (
+        (registry_router, RouteClass.REGISTRY),
+        (predictions_router, RouteClass.JOBS),  # sync predict is limited in the fast lane
+        (datasets_router, RouteClass.TRAIN),
+        (trainings_router, RouteClass.TRAIN),
+        (admin_router, RouteClass.REGISTRY),
+    ):
+        app.include_router(router, dependencies=[Depends(rate_limited(route_class))])
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
+    app.add_middleware(RateLimitHeaders)
     # Metrics see every response, the 413s included; the lane records its own.
     request_metrics = MetricsMiddleware(app.behind_front, metrics=metrics)
     app.front = PredictFastLane(

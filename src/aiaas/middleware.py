@@ -136,3 +136,29 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+RATE_LIMIT_STATE = "rate_limit"
+
+
+class RateLimitHeaders:
+    """Adds the ``RateLimit-*`` fields of the request's rate-limit decision (left in the
+    request's state by ``deps.rate_limited``) to whatever answer the request gets, errors
+    included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = scope.get("state", {}).get(RATE_LIMIT_STATE)
+                if decision is not None:
+                    message["headers"] = [*message.get("headers", ()), *decision.headers()]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)

@@ -332,7 +332,7 @@ def test_worker_answers_listed_batches_and_drops_stale_or_broken_ones(
     good one its outputs, and it keeps serving."""
     name, module = deploy_model(gateway, owner)
     spec = serving_spec_of(deployment, name)
-    missing = {**spec, "key": "0" * 64}
+    missing = {**spec, "weights": "0" * 64}
     alive = [process for process in deployment.workers if process.poll() is None]
     assert alive, "no worker is serving the batch list"
     reply_to = f"{wire.REPLY_PREFIX}test-{uuid.uuid4().hex}"

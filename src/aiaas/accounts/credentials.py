@@ -11,7 +11,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aiaas.accounts import service
 from aiaas.caching import RefreshingCache
@@ -27,6 +28,8 @@ class Caller:
     scopes: frozenset[str]
     is_admin: bool
     api_key_id: uuid.UUID | None
+    # The account's rate-limit overrides (an admin's), by route class.
+    rate_overrides: Mapping[str, str | None] = field(default_factory=dict)
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -65,12 +68,19 @@ class CredentialCache:
                 scopes=principal.scopes,
                 is_admin=principal.user.is_admin,
                 api_key_id=key.id if key else None,
+                rate_overrides=dict(principal.user.limits.get("rate_limits", {})),
             )
             expires = principal.expires_at.timestamp() if principal.expires_at else None
         if key is not None:
             with self._lock:
                 self._by_key_id[key.id] = credential
         return _Checked(caller, expires)
+
+    def forget_account(self, user_id: str) -> None:
+        """Drop every cached credential of this account (suspended, limits changed): its
+        next request is checked against the database again."""
+        ident = uuid.UUID(user_id)
+        self._cache.forget_where(lambda _key, checked: checked.caller.user_id == ident)
 
     def forget_key(self, key_id: str) -> None:
         with self._lock:

@@ -55,6 +55,16 @@ class Me(UserRegistered):
     )
 
 
+class PasswordChange(_Strict):
+    # Any length: the current password was set under whatever policy held then.
+    current_password: Annotated[str, Field(min_length=1, max_length=256)]
+    new_password: Password
+
+
+class WebhookSecret(BaseModel):
+    webhook_secret: str
+
+
 class AccessToken(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"

@@ -77,10 +77,19 @@ def looks_like_api_key(credential: str) -> bool:
     return credential.startswith(API_KEY_PREFIX)
 
 
-def issue_access_token(user_id: uuid.UUID, *, secret: str, ttl_s: int) -> str:
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    expires_at: datetime
+    # The account's token_version when the token was issued (0 for tokens older than it).
+    version: int
+
+
+def issue_access_token(user_id: uuid.UUID, *, secret: str, ttl_s: int, version: int = 0) -> str:
     now = datetime.now(UTC)
     claims = {
         "sub": str(user_id),
+        "ver": version,
         "aud": TOKEN_AUDIENCE,
         "iat": now,
         "exp": now + timedelta(seconds=ttl_s),
@@ -89,8 +98,8 @@ def issue_access_token(user_id: uuid.UUID, *, secret: str, ttl_s: int) -> str:
     return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM)
 
 
-def read_access_token(token: str, *, secret: str) -> tuple[uuid.UUID, datetime] | None:
-    """The user id a valid, unexpired token names and when it expires; None for anything else."""
+def read_access_token(token: str, *, secret: str) -> TokenClaims | None:
+    """What a valid, unexpired token says; None for anything else."""
     try:
         claims = jwt.decode(
             token,
@@ -99,6 +108,10 @@ def read_access_token(token: str, *, secret: str) -> tuple[uuid.UUID, datetime] 
             audience=TOKEN_AUDIENCE,
             options={"require": ["sub", "exp", "aud"]},
         )
-        return uuid.UUID(str(claims["sub"])), datetime.fromtimestamp(int(claims["exp"]), UTC)
+        return TokenClaims(
+            uuid.UUID(str(claims["sub"])),
+            datetime.fromtimestamp(int(claims["exp"]), UTC),
+            int(claims.get("ver", 0)),
+        )
     except (jwt.PyJWTError, ValueError, TypeError):
         return None

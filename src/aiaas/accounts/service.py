@@ -10,14 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from aiaas.accounts import security
+from aiaas.accounts import audit, security
 from aiaas.accounts.models import ROLE_ADMIN, ROLE_USER, ApiKey, User
 from aiaas.accounts.schemas import ApiKeyCreate, Scope
 from aiaas.db import utcnow
-from aiaas.errors import Conflict, NotFound, Unauthenticated
+from aiaas.errors import AccountSuspended, Conflict, Forbidden, NotFound, Unauthenticated
 from aiaas.pagination import PageParams, fetch_page
 
 ALL_SCOPES: frozenset[str] = frozenset(Scope)
+SUSPENDED = "This account is suspended; contact the service's administrators."
 # Writing last_used_at on every request would turn each authenticated read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -36,7 +37,7 @@ class Principal:
         return self.api_key is not None
 
 
-def register(session: Session, *, email: str, password: str) -> User:
+def register(session: Session, *, email: str, password: str, address: str | None = None) -> User:
     if account_exists(session, email=email):
         raise Conflict("An account with this email already exists.")
     user = User(
@@ -47,6 +48,8 @@ def register(session: Session, *, email: str, password: str) -> User:
     )
     session.add(user)
     try:
+        session.flush()
+        audit.record(session, audit.SIGNUP, actor_id=user.id, address=address)
         session.commit()
     except IntegrityError as exc:  # a concurrent sign-up with the same email won the race
         session.rollback()
@@ -54,24 +57,54 @@ def register(session: Session, *, email: str, password: str) -> User:
     return user
 
 
-def login(session: Session, *, email: str, password: str, secret: str, ttl_s: int) -> str:
+def login(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    secret: str,
+    ttl_s: int,
+    address: str | None = None,
+) -> str:
     user = session.scalar(select(User).where(User.email == email))
     # verify_password runs argon2 even for an unknown email, so timing does not tell them apart.
     if not security.verify_password(user.password_hash if user else None, password) or not user:
+        audit.record(
+            session,
+            audit.LOGIN_FAILED,
+            actor_id=None,
+            account_id=user.id if user else None,
+            target=email,
+            address=address,
+        )
+        session.commit()
         raise Unauthenticated("Email or password is wrong.")
-    return security.issue_access_token(user.id, secret=secret, ttl_s=ttl_s)
+    audit.record(session, audit.LOGIN, actor_id=user.id, address=address)
+    session.commit()
+    if user.suspended:
+        raise AccountSuspended(SUSPENDED)
+    return security.issue_access_token(
+        user.id, secret=secret, ttl_s=ttl_s, version=user.token_version
+    )
 
 
 def authenticate(session: Session, *, credential: str | None, secret: str) -> Principal:
     if not credential:
         raise Unauthenticated("Send 'Authorization: Bearer <token or API key>'.")
     if security.looks_like_api_key(credential):
-        return _authenticate_key(session, credential)
-    claims = security.read_access_token(credential, secret=secret)
-    user = session.get(User, claims[0]) if claims else None
-    if user is None or claims is None:
-        raise Unauthenticated("The bearer token is invalid or expired.")
-    return Principal(user=user, api_key=None, scopes=ALL_SCOPES, expires_at=claims[1])
+        principal = _authenticate_key(session, credential)
+    else:
+        claims = security.read_access_token(credential, secret=secret)
+        user = session.get(User, claims.user_id) if claims else None
+        # A password change bumps token_version: tokens issued before it stop here.
+        if user is None or claims is None or claims.version != user.token_version:
+            raise Unauthenticated("The bearer token is invalid or expired.")
+        principal = Principal(
+            user=user, api_key=None, scopes=ALL_SCOPES, expires_at=claims.expires_at
+        )
+    if principal.user.suspended:
+        raise AccountSuspended(SUSPENDED)
+    return principal
 
 
 def _authenticate_key(session: Session, key: str) -> Principal:
@@ -94,7 +127,9 @@ def _authenticate_key(session: Session, key: str) -> Principal:
     )
 
 
-def create_api_key(session: Session, *, user: User, spec: ApiKeyCreate) -> tuple[ApiKey, str]:
+def create_api_key(
+    session: Session, *, user: User, spec: ApiKeyCreate, address: str | None = None
+) -> tuple[ApiKey, str]:
     material = security.new_api_key()
     now = utcnow()
     api_key = ApiKey(
@@ -107,6 +142,15 @@ def create_api_key(session: Session, *, user: User, spec: ApiKeyCreate) -> tuple
         expires_at=now + timedelta(days=spec.expires_in_days) if spec.expires_in_days else None,
     )
     session.add(api_key)
+    session.flush()
+    audit.record(
+        session,
+        audit.KEY_CREATED,
+        actor_id=user.id,
+        target=str(api_key.id),
+        address=address,
+        scopes=api_key.scopes,
+    )
     session.commit()
     return api_key, material.key
 
@@ -121,12 +165,17 @@ def list_api_keys(
     )
 
 
-def revoke_api_key(session: Session, *, user: User, key_id: uuid.UUID) -> None:
+def revoke_api_key(
+    session: Session, *, user: User, key_id: uuid.UUID, address: str | None = None
+) -> None:
     api_key = session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id:
         raise NotFound("No such API key.")
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
+        audit.record(
+            session, audit.KEY_REVOKED, actor_id=user.id, target=str(key_id), address=address
+        )
         session.commit()
 
 
@@ -145,3 +194,23 @@ def ensure_admin(session: Session, *, email: str, password: str | None) -> tuple
     user.role = ROLE_ADMIN
     session.commit()
     return user, created
+
+
+def change_password(
+    session: Session, *, user: User, current: str, new: str, address: str | None = None
+) -> None:
+    """Set a new password and end every login token issued before (API keys stay valid:
+    they are revoked one by one)."""
+    if not security.verify_password(user.password_hash, current):
+        raise Forbidden("The current password is wrong.")
+    user.password_hash = security.hash_password(new)
+    user.token_version += 1
+    audit.record(session, audit.PASSWORD_CHANGED, actor_id=user.id, address=address)
+    session.commit()
+
+
+def rotate_webhook_secret(session: Session, *, user: User, address: str | None = None) -> str:
+    user.webhook_secret = security.new_webhook_secret()
+    audit.record(session, audit.WEBHOOK_SECRET_ROTATED, actor_id=user.id, address=address)
+    session.commit()
+    return user.webhook_secret

@@ -103,6 +103,8 @@ class PredictFastLane:
         )
         payload, fields = result.render(accept)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
+        if result.rate_limit is not None:
+            headers += result.rate_limit.headers()
         headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

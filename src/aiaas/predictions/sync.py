@@ -28,6 +28,8 @@ from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
+from aiaas.ratelimits import Decision, RateLimits, RouteClass
+from aiaas.ratelimits.policy import credential_id
 from aiaas.serving.runtime import postprocess
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class PredictResult:
     id: str
     resolved: ResolvedVersion
     outputs: np.ndarray
+    rate_limit: Decision | None = None
 
     def render(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
         """The answer's body and headers: .npy outputs when the client accepts them, else JSON."""
@@ -109,16 +112,26 @@ class PredictPath:
     metrics: Metrics
     # Called, off the event loop, for models with ``capture_inputs`` on.
     record: Recorder | None = None
+    limits: RateLimits | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._in_flight = self.metrics.jobs_in_flight
         self._total_latency = self.metrics.prediction_latency.labels("total")
 
-    async def caller_id(self, authorization: str | None) -> uuid.UUID:
+    async def caller(self, authorization: str | None) -> tuple[uuid.UUID, Decision | None]:
+        """Who calls (with the predict scope), after taking one request from their buckets."""
         caller = await self.credentials.caller(_bearer(authorization))
         caller.require(Scope.PREDICT)
-        return caller.user_id
+        if self.limits is None:
+            return caller.user_id, None
+        buckets = self.limits.buckets(
+            RouteClass.PREDICT,
+            account_id=caller.user_id,
+            credential_id=credential_id(caller.api_key_id, caller.user_id),
+            overrides=caller.rate_overrides,
+        )
+        return caller.user_id, await self.limits.acheck(buckets)
 
     def decode(
         self, body: bytes, content_type: str | None, resolved: ResolvedVersion
@@ -151,7 +164,7 @@ class PredictPath:
         body: bytes,
     ) -> PredictResult:
         start = time.perf_counter()
-        user_id = await self.caller_id(authorization)
+        user_id, rate_limit = await self.caller(authorization)
         resolved = await self.directory.resolve(name, ref, user_id)
         batch = self.decode(body, content_type, resolved)
         counters = self._counters(resolved)
@@ -183,7 +196,7 @@ class PredictPath:
                 # The prediction itself succeeded: answer it; only feedback on it is lost.
                 log.exception("could not keep prediction %s for feedback", ident)
         self._total_latency.observe(time.perf_counter() - start)
-        return PredictResult(ident, resolved, outputs)
+        return PredictResult(ident, resolved, outputs, rate_limit)
 
     def _counters(self, resolved: ResolvedVersion) -> _Counters:
         # Looking labelled children up in prometheus_client takes a lock and a dict build per

@@ -1,0 +1,1 @@
+"""Administration: accounts (state, suspension, limits) and the audit log."""

@@ -1,0 +1,137 @@
+"""What an administrator does to accounts: look, suspend or resume, set limits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from aiaas.accounts import audit
+from aiaas.accounts.models import ApiKey, User
+from aiaas.admin.schemas import AccountRead, AccountUpdate
+from aiaas.db import utcnow
+from aiaas.errors import InvalidInput, NotFound
+from aiaas.jobs import CANCELED, QUEUED, RUNNING
+from aiaas.pagination import PageParams, fetch_page
+from aiaas.predictions.models import Prediction
+from aiaas.ratelimits.policy import parse_overrides
+from aiaas.registry.models import Model
+from aiaas.trainings.models import Training
+
+CANCELED_BY_SUSPENSION = "canceled: the account was suspended"
+
+
+def list_accounts(session: Session, *, params: PageParams) -> tuple[list[AccountRead], str | None]:
+    users, cursor = fetch_page(session, select(User), params)
+    return [_read(session, user) for user in users], cursor
+
+
+def get_account(session: Session, *, account_id: uuid.UUID) -> User:
+    user = session.get(User, account_id)
+    if user is None:
+        raise NotFound("No such account.")
+    return user
+
+
+def update_account(
+    session: Session,
+    *,
+    admin: User,
+    account_id: uuid.UUID,
+    change: AccountUpdate,
+    address: str | None,
+) -> AccountRead:
+    user = get_account(session, account_id=account_id)
+    limits: dict[str, Any] = dict(user.limits or {})
+    detail: dict[str, Any] = change.model_dump(exclude_none=True)
+    if change.rate_limits is not None:
+        try:
+            parse_overrides(change.rate_limits)
+        except ValueError as exc:
+            raise InvalidInput(
+                str(exc), errors=[{"loc": ["body", "rate_limits"], "msg": str(exc)}]
+            ) from None
+        limits["rate_limits"] = _merged(limits.get("rate_limits", {}), change.rate_limits)
+    if change.quotas is not None:
+        bad = [name for name, value in change.quotas.items() if value is not None and value < 0]
+        if bad:
+            raise InvalidInput(
+                "Quota limits are whole numbers >= 0 (null for the default).",
+                errors=[{"loc": ["body", "quotas", name], "msg": "must be >= 0"} for name in bad],
+            )
+        limits["quotas"] = _merged(limits.get("quotas", {}), change.quotas)
+    user.limits = limits
+    canceled = 0
+    if change.suspended is True and user.suspended_at is None:
+        user.suspended_at = utcnow()
+        canceled = _cancel_queued(session, user.id)
+        detail["jobs_canceled"] = canceled
+    elif change.suspended is False:
+        user.suspended_at = None
+    audit.record(
+        session,
+        audit.ADMIN_ACCOUNT_UPDATED,
+        actor_id=admin.id,
+        account_id=user.id,
+        target=user.email,
+        address=address,
+        **detail,
+    )
+    session.commit()
+    return _read(session, user)
+
+
+def _merged(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    merged = {**current, **change}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def _cancel_queued(session: Session, owner_id: uuid.UUID) -> int:
+    """Cancel the account's queued jobs: compare-and-set, so one a worker claimed meanwhile
+    runs to its end (its outputs are kept) rather than being cut in two."""
+    now = utcnow()
+    canceled = 0
+    for table in (Prediction, Training):
+        result = session.execute(
+            update(table)
+            .where(table.owner_id == owner_id, table.status == QUEUED)
+            .values(status=CANCELED, finished_at=now, error=CANCELED_BY_SUSPENSION)
+        )
+        canceled += int(result.rowcount)  # type: ignore[attr-defined]
+    return canceled
+
+
+def _read(session: Session, user: User) -> AccountRead:
+    def count(query: Any) -> int:
+        return int(session.scalar(query) or 0)
+
+    active = (QUEUED, RUNNING)
+    limits = user.limits or {}
+    return AccountRead(
+        id=user.id,
+        email=user.email,
+        role=user.role,
+        created_at=user.created_at,
+        suspended=user.suspended,
+        suspended_at=user.suspended_at,
+        rate_limits=limits.get("rate_limits", {}),
+        quotas=limits.get("quotas", {}),
+        models=count(select(func.count()).select_from(Model).where(Model.owner_id == user.id)),
+        api_keys=count(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        ),
+        jobs_active=count(
+            select(func.count())
+            .select_from(Prediction)
+            .where(Prediction.owner_id == user.id, Prediction.status.in_(active))
+        )
+        + count(
+            select(func.count())
+            .select_from(Training)
+            .where(Training.owner_id == user.id, Training.status.in_(active))
+        ),
+    )
