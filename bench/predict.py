@@ -92,7 +92,10 @@ GROUPS = (
     "obvious_celery",
     "litserve",
     "cnn",
+    "ratelimit",
 )
+# A limit no run meets, so the check runs on every request without refusing any.
+BENCH_RATE_LIMIT = "100000000/second"
 
 
 # --------------------------------------------------------------------------- results
@@ -640,7 +643,7 @@ class Bench:
         for target, expected in targets:
             log(f"{target.series}: outputs {check_outputs(target, expected, 60.0)}")
             wrk(target, 8, self.warmup)  # warm-up, discarded
-        duration = max(self.duration / 2, 1.0)
+        duration = max(float(int(self.duration / 2)), 1.0)  # wrk takes whole seconds
         for connections in CONNECTIONS:
             runs: dict[str, list[LoadResult]] = {target.series: [] for target, _ in targets}
             for turn in range(TURNS):
@@ -769,6 +772,7 @@ class Bench:
                 "AIAAS_SECRET_KEY": SECRET_KEY,
                 # Demo models train at a gateway's first start: not while it is measured.
                 "AIAAS_DEMO_MODELS": "false",
+                "AIAAS_RATE_LIMIT_PREDICT": BENCH_RATE_LIMIT,
             }
         )
         env.update(extra)
@@ -807,6 +811,23 @@ class Bench:
                 (Target("embedded npy", url, self.mlp.npy_body, key), self.mlp.expected),
             ]
         )
+
+    def group_ratelimit(self, fleet: Fleet) -> None:
+        """The rate-limit check's cost: the same embedded gateway with the predict limit on
+        (never met) and off, in turns (target T8)."""
+        targets = []
+        for series, rate in (
+            ("embedded json (limit on)", BENCH_RATE_LIMIT),
+            ("embedded json (limit off)", "0"),
+        ):
+            name = f"rl-{uuid.uuid4().hex[:6]}"
+            env, home = self.platform_env(name, {"AIAAS_RATE_LIMIT_PREDICT": rate})
+            base = self.gateway(fleet, name, env, home)
+            key = platform_account(base)
+            platform_model(base, key, "mlp-bench", self.mlp)
+            url = f"{base}/v1/models/mlp-bench/predict"
+            targets.append((Target(series, url, self.mlp.json_body, key), self.mlp.expected))
+        self.measure_in_turns(targets)
 
     def group_distributed(self, fleet: Fleet) -> None:
         flush_redis(PLATFORM_REDIS_DB)
@@ -867,7 +888,7 @@ class Bench:
 
     def run_group(self, name: str) -> None:
         run: Callable[[Fleet], None] = getattr(self, f"group_{name}")
-        platform = name in ("embedded", "distributed", "cnn")
+        platform = name in ("embedded", "distributed", "cnn", "ratelimit")
         for attempt in (1, 2) if platform else (1,):
             fleet = Fleet(self.logs)
             mark = (len(self.report.load), len(self.report.sequential))
@@ -1060,6 +1081,12 @@ def evaluate(report: Report) -> None:
             factor=0.95,
             higher_is_better=True,
         )
+    rps(
+        "T8 rate-limit check costs <= 5% of embedded JSON @32",
+        "embedded json (limit on)",
+        "embedded json (limit off)",
+        0.95,
+    )
     seq = report.seq("distributed json")
     if seq is None:
         report.targets.append(

@@ -29,6 +29,7 @@ from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
+from aiaas.ratelimits.limiter import Bucket
 from aiaas.ratelimits.policy import credential_id
 from aiaas.serving.runtime import postprocess
 
@@ -114,6 +115,9 @@ class PredictPath:
     record: Recorder | None = None
     limits: RateLimits | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
+    _buckets: dict[tuple[uuid.UUID, uuid.UUID | None], tuple[object, list[Bucket]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._in_flight = self.metrics.jobs_in_flight
@@ -123,15 +127,26 @@ class PredictPath:
         """Who calls (with the predict scope), after taking one request from their buckets."""
         caller = await self.credentials.caller(_bearer(authorization))
         caller.require(Scope.PREDICT)
-        if self.limits is None:
+        limits = self.limits
+        if limits is None:
             return caller.user_id, None
-        buckets = self.limits.buckets(
-            RouteClass.PREDICT,
-            account_id=caller.user_id,
-            credential_id=credential_id(caller.api_key_id, caller.user_id),
-            overrides=caller.rate_overrides,
-        )
-        return caller.user_id, await self.limits.acheck(buckets)
+        # The bucket names and rates of a credential change only with its account's
+        # overrides: built once per cached credential, not per request.
+        ident = (caller.user_id, caller.api_key_id)
+        known = self._buckets.get(ident)
+        if known is None or known[0] is not caller.rate_overrides:
+            if len(self._buckets) >= 100_000:
+                self._buckets.clear()
+            buckets = limits.buckets(
+                RouteClass.PREDICT,
+                account_id=caller.user_id,
+                credential_id=credential_id(caller.api_key_id, caller.user_id),
+                overrides=caller.rate_overrides,
+            )
+            known = self._buckets[ident] = (caller.rate_overrides, buckets)
+        if limits.local:
+            return caller.user_id, limits.check(known[1])
+        return caller.user_id, await limits.acheck(known[1])
 
     def decode(
         self, body: bytes, content_type: str | None, resolved: ResolvedVersion

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,10 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 class Rate:
     count: int
     period_s: float
+    interval_s: float = field(init=False)  # period / count: the time one request costs
 
-    @property
-    def interval_s(self) -> float:
-        return self.period_s / self.count
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_s", self.period_s / self.count)
 
     @classmethod
     def parse(cls, text: str) -> Rate | None:
@@ -79,25 +79,29 @@ Bucket = tuple[str, Rate]
 def _decide(
     tats: Sequence[float], buckets: Sequence[Bucket], now: float
 ) -> tuple[Decision, list[float]]:
-    """The decision for buckets whose stored TATs are ``tats``, and their TATs after it."""
+    """The decision for buckets whose stored TATs are ``tats``, and their TATs after it.
+    (On the predict path: kept to plain loops and floats.)"""
     new_tats: list[float] = []
     retry = 0.0
     for tat, (_, rate) in zip(tats, buckets, strict=True):
-        new_tat = max(tat, now) + rate.interval_s
-        retry = max(retry, new_tat - rate.period_s - now)
+        new_tat = (tat if tat > now else now) + rate.interval_s
+        wait = new_tat - rate.period_s - now
+        if wait > retry:
+            retry = wait
         new_tats.append(new_tat)
     allowed = retry <= 0
-    after = new_tats if allowed else [max(t, now) for t in tats]
     # The headers describe the bucket with the least room left.
-    tightest: tuple[int, int, float] | None = None
-    for tat, (_, rate) in zip(after, buckets, strict=True):
-        remaining = max(0, math.floor((rate.period_s - (tat - now)) / rate.interval_s + 1e-9))
-        candidate = (remaining, rate.count, tat - now)
-        if tightest is None or candidate[0] < tightest[0]:
-            tightest = candidate
-    assert tightest is not None
-    decision = Decision(allowed, tightest[1], tightest[0], tightest[2], max(retry, 0.0))
-    return decision, new_tats
+    best_remaining = -1
+    best: tuple[int, float] = (0, 0.0)
+    for i, (_, rate) in enumerate(buckets):
+        tat = new_tats[i] if allowed else max(tats[i], now)
+        ahead = tat - now
+        remaining = int((rate.period_s - ahead) / rate.interval_s + 1e-9)
+        if remaining < 0:
+            remaining = 0
+        if best_remaining < 0 or remaining < best_remaining:
+            best_remaining, best = remaining, (rate.count, ahead)
+    return Decision(allowed, best[0], best_remaining, best[1], retry), new_tats
 
 
 class Limiter(Protocol):

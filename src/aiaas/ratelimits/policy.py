@@ -51,6 +51,8 @@ class RateLimits:
 
     def __init__(self, settings: Settings, limiter: Limiter | None = None) -> None:
         self.limiter: Limiter = limiter or MemoryLimiter()
+        # An in-process limiter answers at once: the predict lane calls it without awaiting.
+        self.local = isinstance(self.limiter, MemoryLimiter)
         self._defaults = _defaults(settings)
         self._multiplier = settings.rate_limit_account_multiplier
 
