@@ -170,6 +170,28 @@ class Settings(BaseSettings):
     """Wrong passwords in a row for one email (or failures from one address) before each
     further attempt waits: 1 s, then doubling up to 15 minutes."""
 
+    # Quotas: each a default an admin may override per account (users.limits["quotas"]);
+    # see aiaas.quotas and docs/operations.md. High enough that ordinary use never meets them.
+    quota_models: int = Field(default=100, ge=0)
+    """Models an account may own."""
+
+    quota_versions_per_model: int = Field(default=100, ge=0)
+    """Versions one model may have (uploaded or trained)."""
+
+    quota_stored_bytes: int = Field(default=10 * 1024**3, ge=0)
+    """Bytes an account may keep in the artifact store: its versions' weights, its uploaded
+    datasets and the inputs of its prediction jobs kept there."""
+
+    quota_async_jobs: int = Field(default=100, ge=0)
+    """Async prediction jobs an account may have queued or running at once."""
+
+    quota_trainings: int = Field(default=4, ge=0)
+    """Trainings an account may have queued or running at once."""
+
+    quota_training_seconds_per_month: int = Field(default=360_000, ge=0)
+    """Seconds of training (from each training's start to its end) an account may use per
+    calendar month (UTC); once used up, new trainings are refused until the month ends."""
+
     metrics_token: SecretStr | None = None
     """Bearer token a Prometheus scrape must send for ``/metrics`` (the gateway's, and each
     worker's ``--metrics-port``). Metrics name every tenant's models: never leave them open on

@@ -34,6 +34,7 @@ from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
+from aiaas.quotas.routes import router as quotas_router
 from aiaas.ratelimits import RateLimits, RedisLimiter, RouteClass
 from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
@@ -221,6 +222,7 @@ def create_app(
         (datasets_router, RouteClass.TRAIN),
         (trainings_router, RouteClass.TRAIN),
         (admin_router, RouteClass.REGISTRY),
+        (quotas_router, RouteClass.REGISTRY),
     ):
         app.include_router(router, dependencies=[Depends(rate_limited(route_class))])
 

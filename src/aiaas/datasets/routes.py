@@ -12,6 +12,7 @@ from aiaas.datasets.schemas import DatasetPage, DatasetRead, Task
 from aiaas.deps import SessionDep, SettingsDep, StoreDep, require_scope
 from aiaas.errors import PROBLEM_CONTENT_TYPE, InvalidInput, PayloadTooLarge
 from aiaas.pagination import PageParams, page_params
+from aiaas.quotas import service as quotas
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -62,6 +63,8 @@ def upload_dataset(
     data = file.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"The file is over the limit of {limit} bytes.")
+    # The upload's size stands for what will be stored (the parsed arrays, as NPZ).
+    quotas.check_dataset(session, principal.user, settings=settings, size_bytes=len(data))
     dataset = service.create_dataset(
         session,
         owner=principal.user,

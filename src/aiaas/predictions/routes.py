@@ -19,6 +19,7 @@ from aiaas.predictions.schemas import (
     PredictionRead,
 )
 from aiaas.predictions.sync import JSON, NPY, PredictPath
+from aiaas.quotas import service as quotas
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -108,6 +109,9 @@ def create_prediction(
     ] = None,
 ) -> PredictionRead:
     """Queue a prediction job; poll it, or get it POSTed to `webhook` when it finishes."""
+    quotas.check_prediction_job(
+        session, principal.user, settings=settings, spec=body, idempotency_key=idempotency_key
+    )
     job, created = service.create_job(
         session,
         owner=principal.user,

@@ -13,6 +13,7 @@ from aiaas.deps import EventsDep, SessionDep, SettingsDep, StoreDep, require_sco
 from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden, PayloadTooLarge
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams, page_params
+from aiaas.quotas import service as quotas
 from aiaas.registry import service, versions
 from aiaas.registry.deps import ReadableModel, WritableModel
 from aiaas.registry.models import Model, ModelVersion
@@ -65,7 +66,10 @@ def _model_read(session: SessionDep, model: Model, principal: Principal) -> Mode
 
 
 @router.post("/models", status_code=status.HTTP_201_CREATED, responses={409: _PROBLEM})
-def create_model(body: ModelCreate, principal: Writer, session: SessionDep) -> ModelRead:
+def create_model(
+    body: ModelCreate, principal: Writer, session: SessionDep, settings: SettingsDep
+) -> ModelRead:
+    quotas.check_model(session, principal.user, settings=settings)
     model = service.create_model(session, owner=principal.user, spec=body)
     return service.to_read(model, user=principal.user, latest=None)
 
@@ -140,6 +144,7 @@ def create_version(
     spec: Annotated[str, Form(description='{"architecture", "config", "labels"?} as JSON.')],
     weights: Annotated[UploadFile, File(description="The state dict in safetensors format.")],
     model: WritableModel,
+    principal: Writer,
     session: SessionDep,
     settings: SettingsDep,
     store: StoreDep,
@@ -150,6 +155,9 @@ def create_version(
     data = weights.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"The weights are over the limit of {limit} bytes.")
+    quotas.check_version(
+        session, principal.user, settings=settings, model=model, size_bytes=len(data)
+    )
     version = versions.create_version(
         session,
         model=model,

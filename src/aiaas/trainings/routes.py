@@ -24,6 +24,7 @@ from aiaas.deps import (
 )
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
+from aiaas.quotas import service as quotas
 from aiaas.trainings import service
 from aiaas.trainings.models import FINISHED, Training, TrainingEvent
 from aiaas.trainings.schemas import TrainingCreate, TrainingPage, TrainingRead
@@ -52,6 +53,7 @@ def create_training(
     response: Response,
 ) -> TrainingRead:
     """Train a new version of `model` on `dataset`; follow it at `/v1/trainings/{id}/events`."""
+    quotas.check_training(session, principal.user, settings=settings, model_name=body.model)
     training = service.create_training(
         session, owner=principal.user, spec=body, max_parameters=settings.max_model_parameters
     )

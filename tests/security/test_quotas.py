@@ -1,0 +1,579 @@
+"""Quotas per account: each one refuses with 403 quota-exceeded (naming the quota, its limit and
+the current use) before anything is stored or queued, lets through what stays below it, leaves
+other accounts alone, and shows on GET /v1/quotas."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import func, select, text
+
+from aiaas.accounts.models import User
+from aiaas.config import Settings
+from aiaas.datasets.models import Dataset
+from aiaas.db import Database, utcnow
+from aiaas.main import create_app
+from aiaas.ml.architectures import build_model, parse_config
+from aiaas.ml.weights import save_safetensors
+from aiaas.predictions.models import Prediction
+from aiaas.quotas import counting
+from aiaas.quotas import service as quotas
+from aiaas.registry.models import Model, ModelVersion
+from aiaas.trainings.models import Training
+from tests.conftest import Account
+from tests.helpers import PASSWORD, assert_problem, bearer
+from tests.predictions.conftest import MLP_CONFIG, upload_version
+
+TABLES: tuple[type[Any], ...] = (Model, ModelVersion, Dataset, Prediction, Training)
+CSV = b"a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
+ROW = [5.1, 3.5, 1.4, 0.2]
+# One row of this model is 80,000 bytes as float32: over the 64 KiB kept in the job row, so
+# an async job's inputs go to the artifact store.
+WIDE_INPUTS = 20_000
+WIDE = {"input_dim": WIDE_INPUTS, "hidden": [2], "output_dim": 2}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # The reconciler would hand out the jobs these tests keep queued.
+    return settings.model_copy(update={"reconcile_interval_s": 3600.0})
+
+
+@pytest.fixture
+def dispatched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Ids handed to the dispatcher (which then runs nothing: jobs stay queued)."""
+    sent: list[str] = []
+    monkeypatch.setattr(app.state.dispatcher, "submit_prediction", sent.append)
+    monkeypatch.setattr(app.state.dispatcher, "submit_training", sent.append)
+    return sent
+
+
+def set_quotas(db: Database, account: Account, **limits: int | None) -> None:
+    with db.session() as session:
+        user = session.get(User, uuid.UUID(account.id))
+        assert user is not None
+        user.limits = {**(user.limits or {}), "quotas": limits}
+        session.commit()
+
+
+def snapshot(db: Database, settings: Settings) -> dict[str, Any]:
+    """Every row a create could add, and every file in the artifact store."""
+    with db.session() as session:
+        rows = {
+            t.__tablename__: session.scalar(select(func.count()).select_from(t)) for t in TABLES
+        }
+    root = Path(settings.resolved_artifacts_url)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return {"rows": rows, "files": files}
+
+
+def assert_refused(response: Response, quota: str, *, limit: int, current: int) -> str:
+    body = assert_problem(response, 403)
+    assert body["type"].endswith("/quota-exceeded"), body
+    assert (body["quota"], body["limit"], body["current"]) == (quota, limit, current), body
+    detail: str = body["detail"]
+    return detail
+
+
+def new_model(client: TestClient, account: Account, name: str, **fields: Any) -> Response:
+    body = {"name": name, "task": "classification", **fields}
+    return client.post("/v1/models", json=body, headers=account.headers)
+
+
+def upload(client: TestClient, account: Account, name: str, *, seed: int) -> Response:
+    """A version of fresh weights (another seed, other bytes: another blob)."""
+    torch.manual_seed(seed)
+    module = build_model("mlp", parse_config("mlp", MLP_CONFIG, max_parameters=10**8))
+    return client.post(
+        f"/v1/models/{name}/versions",
+        data={"spec": json.dumps({"architecture": "mlp", "config": MLP_CONFIG})},
+        files={"weights": ("w.safetensors", save_safetensors(module), "application/octet-stream")},
+        headers=account.headers,
+    )
+
+
+def train(client: TestClient, account: Account, model: str) -> Response:
+    body = {
+        "model": model,
+        "dataset": "builtin:iris",
+        "architecture": "mlp",
+        "hyperparameters": {"epochs": 1},
+    }
+    return client.post("/v1/trainings", json=body, headers=account.headers)
+
+
+def usage(client: TestClient, account: Account) -> dict[str, dict[str, Any]]:
+    response = client.get("/v1/quotas", headers=account.headers)
+    assert response.status_code == 200, response.text
+    return {item["quota"]: item for item in response.json()["data"]}
+
+
+def test_models_quota(
+    client: TestClient, db: Database, settings: Settings, account: Account, make_account: Any
+) -> None:
+    set_quotas(db, account, models=2)
+    for name in ("q-model-1", "q-model-2"):
+        assert new_model(client, account, name).status_code == 201
+    before = snapshot(db, settings)
+
+    detail = assert_refused(new_model(client, account, "q-model-3"), "models", limit=2, current=2)
+    assert detail == "You have 2 models, the limit of your account; delete one or ask for more."
+    # A training into a model it would make counts as a new model too.
+    assert_refused(train(client, account, "q-model-4"), "models", limit=2, current=2)
+
+    assert snapshot(db, settings) == before
+    assert client.get("/v1/models/q-model-3", headers=account.headers).status_code == 404
+    assert usage(client, account)["models"] == {
+        "quota": "models",
+        "limit": 2,
+        "current": 2,
+        "unit": "models",
+        "model": None,
+    }
+    other = make_account()
+    assert new_model(client, other, "q-model-3").status_code == 201
+    assert client.delete("/v1/models/q-model-1", headers=account.headers).status_code == 204
+    assert new_model(client, account, "q-model-5").status_code == 201
+
+
+def test_versions_per_model_quota(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    make_account: Any,
+    dispatched: list[str],
+) -> None:
+    set_quotas(db, account, versions_per_model=1)
+    assert new_model(client, account, "q-versions").status_code == 201
+    assert upload(client, account, "q-versions", seed=1).status_code == 201
+    before = snapshot(db, settings)
+
+    detail = assert_refused(
+        upload(client, account, "q-versions", seed=2), "versions_per_model", limit=1, current=1
+    )
+    assert "'q-versions' has 1 versions" in detail
+    # A training into the model would add a version when it succeeds.
+    assert_refused(train(client, account, "q-versions"), "versions_per_model", limit=1, current=1)
+
+    assert snapshot(db, settings) == before
+    assert dispatched == []
+    # The quota is per model: another model of the account takes its first version.
+    assert new_model(client, account, "q-versions-2").status_code == 201
+    assert upload(client, account, "q-versions-2", seed=2).status_code == 201
+    other = make_account()
+    assert new_model(client, other, "q-versions-other").status_code == 201
+    for seed in (1, 2):
+        assert upload(client, other, "q-versions-other", seed=seed).status_code == 201
+    shown = usage(client, account)["versions_per_model"]
+    assert (shown["limit"], shown["current"], shown["unit"]) == (1, 1, "versions")
+
+
+def test_stored_bytes_quota_on_weights(
+    client: TestClient, db: Database, settings: Settings, account: Account, make_account: Any
+) -> None:
+    assert new_model(client, account, "q-bytes").status_code == 201
+    first = upload(client, account, "q-bytes", seed=1)
+    assert first.status_code == 201
+    size = first.json()["size_bytes"]
+    set_quotas(db, account, stored_bytes=size + 10)
+    before = snapshot(db, settings)
+
+    detail = assert_refused(
+        upload(client, account, "q-bytes", seed=2), "stored_bytes", limit=size + 10, current=size
+    )
+    assert f"You store {size} bytes" in detail
+
+    assert snapshot(db, settings) == before
+    set_quotas(db, account, stored_bytes=2 * size)
+    assert upload(client, account, "q-bytes", seed=2).status_code == 201
+    assert usage(client, account)["stored_bytes"]["current"] == 2 * size
+    other = make_account()
+    assert new_model(client, other, "q-bytes-other").status_code == 201
+    assert upload(client, other, "q-bytes-other", seed=3).status_code == 201
+
+
+def upload_dataset(client: TestClient, account: Account, data: bytes) -> Response:
+    return client.post(
+        "/v1/datasets",
+        data={"name": "pets", "task": "classification"},
+        files={"file": ("pets.csv", data, "text/csv")},
+        headers=account.headers,
+    )
+
+
+def test_stored_bytes_quota_on_datasets(
+    client: TestClient, db: Database, settings: Settings, account: Account, make_account: Any
+) -> None:
+    set_quotas(db, account, stored_bytes=len(CSV) - 1)
+    before = snapshot(db, settings)
+
+    assert_refused(
+        upload_dataset(client, account, CSV), "stored_bytes", limit=len(CSV) - 1, current=0
+    )
+
+    assert snapshot(db, settings) == before
+    assert upload_dataset(client, make_account(), CSV).status_code == 201
+    set_quotas(db, account, stored_bytes=len(CSV))
+    assert upload_dataset(client, account, CSV).status_code == 201
+    with db.session() as session:
+        stored = session.scalar(
+            select(Dataset.size_bytes).where(Dataset.owner_id == uuid.UUID(account.id))
+        )
+    assert usage(client, account)["stored_bytes"]["current"] == stored
+
+
+def job(
+    client: TestClient, account: Account, model: str, inputs: Any, key: str | None = None
+) -> Response:
+    headers = {**account.headers, **({"Idempotency-Key": key} if key else {})}
+    return client.post("/v1/predictions", json={"model": model, "inputs": inputs}, headers=headers)
+
+
+def test_async_jobs_quota(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    make_account: Any,
+    dispatched: list[str],
+) -> None:
+    assert new_model(client, account, "q-jobs", visibility="public").status_code == 201
+    upload_version(client, account, "q-jobs", "mlp", MLP_CONFIG)
+    set_quotas(db, account, async_jobs=2)
+    first = job(client, account, "q-jobs", [ROW], key="first")
+    second = job(client, account, "q-jobs", [ROW])
+    assert (first.status_code, second.status_code) == (202, 202)
+    before = snapshot(db, settings)
+
+    detail = assert_refused(job(client, account, "q-jobs", [ROW]), "async_jobs", limit=2, current=2)
+    assert "2 prediction jobs queued or running" in detail
+
+    assert snapshot(db, settings) == before
+    assert dispatched == [first.json()["id"], second.json()["id"]]
+    # A retry of a job already made gets it back: it adds nothing.
+    replay = job(client, account, "q-jobs", [ROW], key="first")
+    assert (replay.status_code, replay.json()["id"]) == (202, first.json()["id"])
+    other = make_account()
+    assert job(client, other, "q-jobs", [ROW]).status_code == 202
+    # A finished (here: canceled) job frees its place.
+    cancel = client.post(f"/v1/predictions/{first.json()['id']}/cancel", headers=account.headers)
+    assert cancel.status_code == 202
+    assert job(client, account, "q-jobs", [ROW]).status_code == 202
+    shown = usage(client, account)["async_jobs"]
+    assert (shown["limit"], shown["current"]) == (2, 2)
+
+
+def test_stored_bytes_quota_on_large_job_inputs(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    dispatched: list[str],
+) -> None:
+    assert new_model(client, account, "q-wide").status_code == 201
+    upload_version(client, account, "q-wide", "mlp", WIDE)
+    weights = usage(client, account)["stored_bytes"]["current"]
+    inputs = [[0.5] * WIDE_INPUTS]
+    payload = 128 + 4 * WIDE_INPUTS  # the .npy header and float32 numbers
+    set_quotas(db, account, stored_bytes=weights + payload - 1)
+    before = snapshot(db, settings)
+
+    assert_refused(
+        job(client, account, "q-wide", inputs),
+        "stored_bytes",
+        limit=weights + payload - 1,
+        current=weights,
+    )
+
+    assert snapshot(db, settings) == before
+    assert dispatched == []
+    set_quotas(db, account, stored_bytes=weights + payload)
+    accepted = job(client, account, "q-wide", inputs)
+    assert accepted.status_code == 202, accepted.text
+    # What the quota counts for the job is exactly the blob its inputs became.
+    with db.session() as session:
+        digest = session.scalar(
+            select(Prediction.inputs_sha256).where(
+                Prediction.id == uuid.UUID(accepted.json()["id"])
+            )
+        )
+    assert digest is not None
+    blob = next(Path(settings.resolved_artifacts_url).rglob(f"{digest}*"))
+    assert blob.stat().st_size == payload
+    assert usage(client, account)["stored_bytes"]["current"] == weights + payload
+
+
+def test_trainings_quota(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    make_account: Any,
+    dispatched: list[str],
+) -> None:
+    set_quotas(db, account, trainings=1)
+    first = train(client, account, "q-train-1")
+    assert first.status_code == 202, first.text
+    before = snapshot(db, settings)
+
+    detail = assert_refused(train(client, account, "q-train-2"), "trainings", limit=1, current=1)
+    assert "1 trainings queued or running" in detail
+
+    assert snapshot(db, settings) == before  # neither the training nor its model
+    assert dispatched == [first.json()["id"]]
+    assert train(client, make_account(), "q-train-other").status_code == 202
+    cancel = client.post(f"/v1/trainings/{first.json()['id']}/cancel", headers=account.headers)
+    assert cancel.status_code == 202
+    assert train(client, account, "q-train-2").status_code == 202
+
+
+def add_training(
+    db: Database, account: Account, started: Any, finished: Any, status: str = "succeeded"
+) -> None:
+    owner = uuid.UUID(account.id)
+    with db.session() as session:
+        model = session.scalar(select(Model).where(Model.owner_id == owner))
+        if model is None:
+            model = Model(owner_id=owner, name=f"q-time-{uuid.uuid4().hex[:8]}", task="regression")
+            session.add(model)
+            session.flush()
+        session.add(
+            Training(
+                owner_id=owner,
+                model_id=model.id,
+                model_name=model.name,
+                datasets=["builtin:diabetes"],
+                architecture="mlp",
+                config={},
+                hyperparameters={},
+                status=status,
+                epochs=1,
+                started_at=started,
+                finished_at=finished,
+            )
+        )
+        session.commit()
+
+
+def test_training_seconds_per_month_quota(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    make_account: Any,
+    dispatched: list[str],
+) -> None:
+    start = counting.month_start(utcnow())
+    add_training(db, account, start + timedelta(seconds=10), start + timedelta(seconds=130))
+    set_quotas(db, account, training_seconds_per_month=120)
+    before = snapshot(db, settings)
+
+    detail = assert_refused(
+        train(client, account, "q-time"), "training_seconds_per_month", limit=120, current=120
+    )
+    assert "ran 120 s this month" in detail
+
+    assert snapshot(db, settings) == before
+    assert dispatched == []
+    assert train(client, make_account(), "q-time-other").status_code == 202
+    set_quotas(db, account, training_seconds_per_month=121)
+    assert train(client, account, "q-time").status_code == 202
+
+
+def test_training_seconds_count_this_calendar_month_only(
+    db: Database, account: Account, make_account: Any
+) -> None:
+    now = utcnow().replace(day=15, hour=12, minute=0, second=0, microsecond=0)
+    start = counting.month_start(now)
+    hour = timedelta(hours=1)
+    add_training(db, account, start - 10 * hour, start - 9 * hour)  # last month
+    add_training(db, account, start - hour, start + hour / 2)  # across the boundary: 1800 s
+    add_training(db, account, now - hour, now, status="failed")  # 3600 s
+    add_training(db, account, now - hour / 4, None, status="running")  # 900 s so far
+    add_training(db, account, None, None, status="queued")  # not started: nothing
+    add_training(db, make_account(), now - hour, now)  # another account's
+
+    with db.session() as session:
+        seconds = counting.training_seconds(session, uuid.UUID(account.id), now=now)
+
+    assert seconds == 1800 + 3600 + 900
+
+
+def test_quotas_route_shows_limits_and_use(
+    client: TestClient,
+    db: Database,
+    settings: Settings,
+    account: Account,
+    make_key: Any,
+) -> None:
+    fresh = usage(client, account)
+    assert list(fresh) == [q.value for q in quotas.Quota]
+    for name, item in fresh.items():
+        assert (item["limit"], item["current"]) == (getattr(settings, f"quota_{name}"), 0)
+
+    assert new_model(client, account, "q-shown").status_code == 201
+    size = upload(client, account, "q-shown", seed=1).json()["size_bytes"]
+    set_quotas(db, account, models=7, stored_bytes=None)
+    shown = usage(client, account)
+
+    assert (shown["models"]["limit"], shown["models"]["current"]) == (7, 1)
+    assert shown["versions_per_model"] == {
+        "quota": "versions_per_model",
+        "limit": settings.quota_versions_per_model,
+        "current": 1,
+        "unit": "versions",
+        "model": "q-shown",
+    }
+    assert (shown["stored_bytes"]["limit"], shown["stored_bytes"]["current"]) == (None, size)
+    # Any credential of the account reads them, a key without scopes included; nobody else.
+    key = make_key([])["key"]
+    assert client.get("/v1/quotas", headers=bearer(key)).json() == {"data": list(shown.values())}
+    assert_problem(client.get("/v1/quotas"), 401)
+
+
+def register(client: TestClient) -> Account:
+    email = f"quota-{uuid.uuid4().hex[:8]}@example.com"
+    created = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert created.status_code == 201, created.text
+    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
+    return Account(created.json()["id"], email, PASSWORD, token["access_token"])
+
+
+def test_defaults_come_from_settings_and_overrides_per_account(
+    settings: Settings, db: Database
+) -> None:
+    tight = settings.model_copy(update={"quota_models": 1})
+    with TestClient(create_app(tight, database=db)) as client:
+        plain, unlimited, raised = register(client), register(client), register(client)
+        set_quotas(db, unlimited, models=None)
+        set_quotas(db, raised, models=3)
+
+        assert new_model(client, plain, "q-plain-1").status_code == 201
+        assert_refused(new_model(client, plain, "q-plain-2"), "models", limit=1, current=1)
+        for i in range(3):
+            assert new_model(client, raised, f"q-raised-{i}").status_code == 201
+            assert new_model(client, unlimited, f"q-unlimited-{i}").status_code == 201
+        assert_refused(new_model(client, raised, "q-raised-3"), "models", limit=3, current=3)
+        assert usage(client, unlimited)["models"]["limit"] is None
+
+
+@pytest.fixture
+def live(settings: Settings, committed_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    update = {"database_url": committed_url, "artifacts_url": str(tmp_path / "live")}
+    with TestClient(create_app(settings.model_copy(update=update))) as client:
+        yield client
+
+
+def test_concurrent_creates_of_one_account_cannot_both_pass(
+    live: TestClient, committed_url: str, settings: Settings
+) -> None:
+    """The check locks the account's row until the creating transaction ends, so a create
+    that runs meanwhile counts its row. (SQLite serializes every write transaction anyway.)"""
+    if not committed_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite serializes write transactions")
+    account = register(live)
+    database = Database.from_url(committed_url)
+    try:
+        with database.session() as holder:
+            user = holder.get(User, uuid.UUID(account.id))
+            assert user is not None
+            user.limits = {"quotas": {"models": 1}}
+            holder.commit()
+            quotas.check(holder, user, quotas.Quota.MODELS, settings=settings)
+            answers: list[Response] = []
+            racer = threading.Thread(
+                target=lambda: answers.append(new_model(live, account, "q-race-2"))
+            )
+            racer.start()
+            _wait_for_a_lock_wait(database)
+            holder.add(Model(owner_id=user.id, name="q-race-1", task="classification"))
+            holder.commit()
+            racer.join(timeout=30)
+
+        assert_refused(answers[0], "models", limit=1, current=1)
+    finally:
+        database.dispose()
+
+
+def _wait_for_a_lock_wait(database: Database) -> None:
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with database.engine.connect() as connection:
+            if connection.scalar(query):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the concurrent create never waited for the account's lock")
+
+
+def test_an_override_that_is_not_a_whole_number_takes_the_default(settings: Settings) -> None:
+    overrides = {"models": -1, "versions_per_model": "5", "async_jobs": True, "trainings": 2.5}
+    user = User(
+        limits={"quotas": {**overrides, "stored_bytes": None, "training_seconds_per_month": 0}}
+    )
+
+    limits = quotas.limits_for(user, settings)
+
+    assert limits == {
+        "models": settings.quota_models,
+        "versions_per_model": settings.quota_versions_per_model,
+        "stored_bytes": None,
+        "async_jobs": settings.quota_async_jobs,
+        "trainings": settings.quota_trainings,
+        "training_seconds_per_month": 0,
+    }
+
+
+def test_stored_inputs_of_a_variable_shape_count_at_least_what_sent_them_to_the_store(
+    db: Database, account: Account
+) -> None:
+    owner = uuid.UUID(account.id)
+    with db.session() as session:
+        model = Model(owner_id=owner, name="q-variable", task="regression")
+        session.add(model)
+        session.flush()
+        session.add(
+            ModelVersion(
+                model_id=model.id,
+                number=1,
+                architecture="rnn",
+                config={},
+                input_shape=[None, 3],
+                parameters=1,
+                sha256="0" * 64,
+                size_bytes=1000,
+            )
+        )
+        for number in (1, 2):  # version 2 is gone: its shape is unknown too
+            session.add(
+                Prediction(
+                    owner_id=owner,
+                    model_id=model.id,
+                    model_name=model.name,
+                    version=number,
+                    input_rows=4,
+                    inputs_sha256="1" * 64,
+                )
+            )
+        session.commit()
+
+        stored = counting.stored_bytes(session, owner)
+
+    assert (stored.weights, stored.datasets) == (1000, 0)
+    assert stored.jobs == 2 * (128 + 64 * 1024 + 1)
