@@ -81,19 +81,23 @@ def _uploaded(session: Session, *, owner_id: uuid.UUID, dataset_id: str) -> Data
 # ---- feedback sets -------------------------------------------------------------------------
 
 
-def feedback_classes(session: Session, model: Model) -> list[str | int] | None:
-    """What a feedback label may be for ``model``: its label names, else output indices."""
+def feedback_classes(
+    session: Session, model: Model, version: int | None = None
+) -> list[str | int] | None:
+    """What a feedback label may be for a prediction of ``model`` made by ``version`` (the
+    latest when None): the class names that version answers with (its labels, set when it was
+    trained on named classes), else the model's labels, else output indices."""
     if model.task != "classification":
         return None
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if version is not None:
+        query = query.where(ModelVersion.number == version)
+    row = session.scalar(query.order_by(ModelVersion.number.desc()).limit(1))
+    if row is not None and row.labels:
+        return list(row.labels)
     if model.labels:
         return list(model.labels)
-    latest = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.model_id == model.id)
-        .order_by(ModelVersion.number.desc())
-        .limit(1)
-    )
-    outputs = int(latest.config.get("output_dim", 0)) if latest is not None else 0
+    outputs = int(row.config.get("output_dim", 0)) if row is not None else 0
     return list(range(outputs))
 
 
@@ -147,7 +151,7 @@ def _feedback_read(session: Session, *, owner: User, dataset_id: str) -> Dataset
         source="feedback",
         rows=int(rows or 0),
         input_shape=input_shape,
-        classes=feedback_classes(session, model),
+        classes=feedback_classes(session, model, number),
     )
 
 
@@ -158,15 +162,20 @@ def feedback_arrays(
 
     Rows whose shape differs from the first one's (a later version took other inputs) are left
     out rather than failing the whole set."""
-    classes = feedback_classes(session, model)
+    rows = _feedback_rows(session, owner_id=owner_id, model=model)
+    # The classes of the version the first row was predicted with (as the set's description
+    # says); rows of versions whose labels are not among them are left out.
+    classes = feedback_classes(session, model, rows[0].version if rows else None)
     xs: list[np.ndarray] = []
     ys: list[float | int] = []
-    for job in _feedback_rows(session, owner_id=owner_id, model=model):
+    for job in rows:
         inputs = load_inputs(job, store=store)
         if xs and inputs.shape[1:] != xs[0].shape[1:]:
             continue
         labels = job.feedback or []
         if len(labels) != inputs.shape[0]:
+            continue
+        if classes is not None and any(label not in classes for label in labels):
             continue
         xs.append(inputs.astype(np.float32, copy=False))
         for label in labels:

@@ -47,7 +47,7 @@ def give_feedback(session: Session, *, job: Prediction, label: Any) -> Predictio
         raise NotFound("The model of this prediction was deleted.")
     if job.inputs is None and job.inputs_sha256 is None:
         raise InvalidInput("This prediction kept no inputs to learn from.")
-    classes = feedback_classes(session, model)
+    classes = feedback_classes(session, model, job.version)
     if isinstance(label, list):
         if len(label) != job.input_rows:
             raise _problem(f"expected {job.input_rows} labels, one per input row, got {len(label)}")
