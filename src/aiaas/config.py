@@ -204,6 +204,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """Address of ``metrics_port`` (``0.0.0.0`` in a container, behind a NetworkPolicy)."""
 
+    webhook_workers: int = Field(default=4, ge=1, le=64)
+    """Webhook deliveries a gateway sends at once (its threads for them, however many are
+    pending); each attempt ends within 10 s, the answer's reading included."""
+
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     """How long ``/readyz`` waits for each dependency before calling it down."""
 

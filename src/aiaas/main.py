@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -30,6 +30,7 @@ from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHe
 from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
 from aiaas.predictions import service as prediction_service
+from aiaas.predictions.deliveries import WebhookSender
 from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
@@ -78,18 +79,21 @@ def make_limits(settings: Settings) -> tuple[RateLimits, SignInThrottle]:
 
 
 def make_dispatcher(
-    settings: Settings, *, database: Database, store: ArtifactStore, metrics: Metrics
+    settings: Settings,
+    *,
+    database: Database,
+    store: ArtifactStore,
+    metrics: Metrics,
+    on_webhook_due: Callable[[], None],
 ) -> Dispatcher:
     """Celery workers when a broker is configured, else this process's own threads."""
     if settings.broker_url:
         from aiaas.dispatch.celery import CeleryDispatcher
 
         return CeleryDispatcher(settings, database, metrics)
-    dispatcher: InProcessDispatcher | None = None
 
     def schedule_webhook(job_id: str, delay_s: float) -> None:
-        assert dispatcher is not None
-        dispatcher.schedule_webhook(job_id, delay_s)
+        on_webhook_due()
 
     ctx = build_context(
         settings,
@@ -98,8 +102,7 @@ def make_dispatcher(
         database=database,
         store=store,
     )
-    dispatcher = InProcessDispatcher(ctx)
-    return dispatcher
+    return InProcessDispatcher(ctx, on_webhook_due=on_webhook_due)
 
 
 class Gateway(FastAPI):
@@ -143,7 +146,12 @@ def create_app(
     store = store or open_store(settings.resolved_artifacts_url)
     metrics = Metrics()
     bus = events.EventBus()
-    dispatcher = make_dispatcher(settings, database=db, store=store, metrics=metrics)
+    webhook_sender = WebhookSender(
+        db, allow_private=settings.webhook_allow_private, workers=settings.webhook_workers
+    )
+    dispatcher = make_dispatcher(
+        settings, database=db, store=store, metrics=metrics, on_webhook_due=webhook_sender.wake
+    )
     credentials = CredentialCache(db, secret=settings.secret, ttl_s=settings.auth_cache_ttl_s)
     directory = ModelDirectory(
         db,
@@ -169,6 +177,8 @@ def create_app(
             else None
         )
         await dispatcher.start()
+        # Sends what is due, what a previous run of the platform left due included.
+        webhook_sender.start()
         if settings.demo_models:
             await _start_demo_trainings(db, dispatcher, settings)
         reconciler = asyncio.create_task(_reconcile_forever(dispatcher, settings))
@@ -178,6 +188,7 @@ def create_app(
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
+            await asyncio.to_thread(webhook_sender.close)
             await dispatcher.close()
             if metrics_server is not None:
                 metrics_server.close()

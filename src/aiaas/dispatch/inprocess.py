@@ -1,17 +1,16 @@
 """Embedded mode: models run in this process, on threads of their own, never the event loop.
 
 Sync predictions go through a dynamic batcher per model version onto one torch thread; async
-jobs and webhook deliveries run on their own small pools, calling the same task functions a
-Celery worker calls.
+jobs and trainings run on their own small pools, calling the same task functions a Celery
+worker calls. Webhooks are sent by the gateway's ``WebhookSender`` in both modes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,20 +25,19 @@ log = logging.getLogger(__name__)
 
 
 class InProcessDispatcher:
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, *, on_webhook_due: Callable[[], None]) -> None:
         self.ctx = ctx
+        self._on_webhook_due = on_webhook_due
         self._torch = make_executor(threads=1)
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="aiaas-jobs")
         # One training at a time, beside the predictions rather than in their way.
         self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
-        self._webhooks = ThreadPoolExecutor(2, thread_name_prefix="aiaas-webhooks")
         self._batchers = BatcherPool(
             self._run_batch,
             executor=self._torch,
             on_batch=self._on_batch,
             timeout_s=ctx.settings.predict_timeout_s,
         )
-        self._timers: set[threading.Timer] = set()
         self._closed = False
         # Looked up once: a labelled child costs a lock and a dict build per lookup.
         self._compute_latency = ctx.metrics.prediction_latency.labels("compute")
@@ -72,10 +70,8 @@ class InProcessDispatcher:
         self._closed = True
         # A training stops at its next batch; its row is resumed from the checkpoint later.
         self.ctx.stopping.set()
-        for timer in list(self._timers):
-            timer.cancel()
         await self._batchers.close_all()
-        for pool in (self._jobs, self._trainings, self._webhooks, self._torch):
+        for pool in (self._jobs, self._trainings, self._torch):
             pool.shutdown(wait=False, cancel_futures=True)
         # Let the threads finish what they were doing before the database goes away.
         await asyncio.to_thread(self._trainings.shutdown, wait=True)
@@ -93,20 +89,8 @@ class InProcessDispatcher:
             self._trainings.submit(self._guarded, training_tasks.run_training, training_id)
 
     def schedule_webhook(self, job_id: str, delay_s: float) -> None:
-        if self._closed:
-            return
-        if delay_s <= 0:
-            self._webhooks.submit(self._guarded, tasks.deliver_webhook, job_id)
-            return
-
-        def fire() -> None:
-            self._timers.discard(timer)
-            self.schedule_webhook(job_id, 0)
-
-        timer = threading.Timer(delay_s, fire)
-        timer.daemon = True
-        self._timers.add(timer)
-        timer.start()
+        """A finished job's webhook is due (its row says so): wake the sender."""
+        self._on_webhook_due()
 
     def reconcile(self) -> int:
         stale = tasks.stale_jobs(

@@ -38,6 +38,7 @@ class Prediction(Base):
         Index(
             "ix_predictions_owner_id_model_id_feedback_at", "owner_id", "model_id", "feedback_at"
         ),
+        Index("ix_predictions_webhook_due_at", "webhook_due_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -64,6 +65,10 @@ class Prediction(Base):
     webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
     webhook_last_status: Mapped[int | None] = mapped_column(Integer)
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The delivery queue is these columns: when the next attempt is due (null: none is), and
+    # until when a sender holds the attempt it claimed (another may take it over after).
+    webhook_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    webhook_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     compute_s: Mapped[float | None] = mapped_column(Float)
     # The true label(s) a client sent back (one per input row): the rows of `feedback:{model}`.
     feedback: Mapped[list[Any] | None] = mapped_column(JSON)

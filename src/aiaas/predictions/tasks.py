@@ -13,15 +13,12 @@ import uuid
 from collections.abc import Callable
 
 import numpy as np
-import orjson
 from sqlalchemy import select, update
 
 from aiaas import jobs
-from aiaas.accounts.models import User
 from aiaas.db import Database, utcnow
-from aiaas.predictions import webhooks
 from aiaas.predictions.models import FAILED, SUCCEEDED, Prediction
-from aiaas.predictions.service import load_inputs, to_read
+from aiaas.predictions.service import load_inputs
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.serving.runtime import postprocess
@@ -93,11 +90,15 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     compute = time.perf_counter() - start
     ctx.metrics.prediction_latency.labels("compute").observe(compute)
 
+    finished = utcnow()
+    if webhook:
+        # Due in the same update that finishes the job: no restart can fall between the two.
+        values["webhook_due_at"] = finished
     with ctx.database.session() as session:
         result = session.execute(
             update(Prediction)
             .where(*jobs.holds(Prediction, ident, attempt))
-            .values(**values, compute_s=compute, finished_at=utcnow(), lease_expires_at=None)
+            .values(**values, compute_s=compute, finished_at=finished, lease_expires_at=None)
         )
         session.commit()
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -106,34 +107,6 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     if webhook:
         ctx.schedule_webhook(job_id, 0.0)
     return str(values["status"])
-
-
-def deliver_webhook(ctx: WorkerContext, job_id: str) -> bool:
-    """One delivery attempt; schedules the next one on failure. True once delivered."""
-    with ctx.database.session() as session:
-        job = session.get(Prediction, uuid.UUID(job_id))
-        if job is None or not job.webhook_url or job.webhook_delivered_at is not None:
-            return job is not None and job.webhook_delivered_at is not None
-        owner = session.get(User, job.owner_id)
-        assert owner is not None
-        body = orjson.dumps(to_read(job).model_dump(mode="json"))
-        attempt = webhooks.deliver(
-            job.webhook_url,
-            body,
-            secret=owner.webhook_secret,
-            allow_private=ctx.settings.webhook_allow_private,
-        )
-        job.webhook_attempts += 1
-        job.webhook_last_status = attempt.status
-        if attempt.delivered:
-            job.webhook_delivered_at = utcnow()
-        retries_done = job.webhook_attempts - 1
-        session.commit()
-    if not attempt.delivered:
-        log.info("webhook for %s not delivered: %s", job_id, attempt.error)
-        if retries_done < len(webhooks.RETRY_DELAYS_S):
-            ctx.schedule_webhook(job_id, float(webhooks.RETRY_DELAYS_S[retries_done]))
-    return attempt.delivered
 
 
 def stale_jobs(database: Database, *, requeue_after_s: float) -> list[str]:

@@ -1,22 +1,30 @@
 """Webhooks: where they may go, how they are signed, and one delivery attempt.
 
-Targets are checked when a job is created and again right before each delivery (DNS answers
-change): every address the host resolves to must be a public unicast address, unless
-``AIAAS_WEBHOOK_ALLOW_PRIVATE`` is set (a test or an all-private deployment).
+Targets are checked when a job is created and again at each delivery (DNS answers change):
+every address the host resolves to must be a public unicast address, unless
+``AIAAS_WEBHOOK_ALLOW_PRIVATE`` is set (a test or an all-private deployment). A delivery
+resolves the host once and connects to the very address it checked (the Host header and TLS
+SNI still name the host): resolving again to connect would let a DNS server that answers a
+public address first and a private one second (DNS rebinding) steer the POST inside.
+
+One attempt has a total deadline (``DELIVERY_TIMEOUT_S``, the answer's reading included): a
+receiver that trickles its answer a byte at a time cannot hold a delivery slot longer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import httpx
 
 # Seconds to wait before each retry after a failed delivery (network error or non-2xx).
 RETRY_DELAYS_S = (1, 4, 16, 64, 256)
@@ -59,9 +67,21 @@ def address_problem(address: str) -> str | None:
     return None
 
 
-def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A checked URL: where to connect (``address``) and what to say (host, path)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+    address: str
+
+
+def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> Target:
     """Raise WebhookRefused unless ``url`` is an http(s) URL whose host resolves to public
-    addresses only (or anywhere resolvable, when private targets are allowed)."""
+    addresses only (or anywhere resolvable, when private targets are allowed); return the
+    target, pinned to the first address checked."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise WebhookRefused("the URL must be http or https")
@@ -76,12 +96,15 @@ def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_reso
     addresses = resolver(parts.hostname, port)
     if not addresses:
         raise WebhookRefused(f"the host '{parts.hostname}' does not resolve")
-    if allow_private:
-        return
-    for address in addresses:
-        problem = address_problem(address)
-        if problem:
-            raise WebhookRefused(f"webhooks may not target {parts.hostname}: {problem}")
+    if not allow_private:
+        for address in addresses:
+            problem = address_problem(address)
+            if problem:
+                raise WebhookRefused(f"webhooks may not target {parts.hostname}: {problem}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return Target(parts.scheme, parts.hostname, port, path, addresses[0])
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -111,27 +134,74 @@ class Attempt:
     error: str | None
 
 
+Connector = Callable[[tuple[str, int], float], socket.socket]
+
+
 def deliver(
-    url: str, body: bytes, *, secret: str, allow_private: bool, client: httpx.Client | None = None
+    url: str,
+    body: bytes,
+    *,
+    secret: str,
+    allow_private: bool,
+    resolver: Resolver = system_resolver,
+    connect: Connector = socket.create_connection,
+    deadline_s: float = DELIVERY_TIMEOUT_S,
 ) -> Attempt:
-    """One signed POST. Redirects are not followed: they could lead to a private address."""
+    """One signed POST to the checked address, over within ``deadline_s`` whatever the
+    receiver does. Redirects are not followed: they could lead to a private address."""
     try:
-        check_url(url, allow_private=allow_private)
+        target = check_url(url, allow_private=allow_private, resolver=resolver)
     except WebhookRefused as exc:
         return Attempt(False, None, str(exc))
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: sign(secret, body),
         "User-Agent": "aiaas-webhooks/1",
+        "Connection": "close",
     }
-    own = client is None
-    http = client or httpx.Client(timeout=DELIVERY_TIMEOUT_S, follow_redirects=False)
+    conn = _PinnedConnection(target, connect=connect, timeout=deadline_s)
+    # At the deadline the socket is shut down, which ends any read or write in progress.
+    watchdog = threading.Timer(deadline_s, conn.abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        response = http.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        conn.request("POST", target.path, body=body, headers=headers)
+        status = conn.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        if conn.aborted:
+            return Attempt(False, None, f"no answer within {deadline_s:g} s")
         return Attempt(False, None, f"{type(exc).__name__}: {exc}")
     finally:
-        if own:
-            http.close()
-    ok = 200 <= response.status_code < 300
-    return Attempt(ok, response.status_code, None if ok else f"answered {response.status_code}")
+        watchdog.cancel()
+        conn.close()
+    ok = 200 <= status < 300
+    return Attempt(ok, status, None if ok else f"answered {status}")
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection to the address that was checked, never a fresh lookup."""
+
+    def __init__(self, target: Target, *, connect: Connector, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self._target = target
+        self._connect = connect
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.aborted = False
+
+    def connect(self) -> None:
+        sock = self._connect((self._target.address, self._target.port), self._timeout)
+        if self._target.scheme == "https":
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=self._target.host)
+        with self._lock:
+            self.sock = sock
+            if self.aborted:
+                raise TimeoutError("the delivery's deadline passed")
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)

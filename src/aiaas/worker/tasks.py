@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from celery import current_app, shared_task, signals
+from celery import shared_task, signals
 
 from aiaas.config import get_settings
 from aiaas.metrics import Metrics
@@ -44,9 +44,8 @@ def context() -> WorkerContext:
 
 
 def _schedule(job_id: str, delay_s: float) -> None:
-    current_app.send_task(
-        "aiaas.deliver_webhook", args=[job_id], queue=PREDICT_QUEUE, countdown=max(delay_s, 0)
-    )
+    # The finished job's row says its webhook is due; the gateways' senders poll for it.
+    pass
 
 
 def serve_batches(queue: str = PREDICT_QUEUE, *, forked: bool = False) -> None:
@@ -83,7 +82,8 @@ def run_prediction_job(job_id: str) -> str:
 
 @shared_task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
 def deliver_webhook(job_id: str) -> bool:
-    return tasks.deliver_webhook(context(), job_id)
+    """Left by gateways of the previous release: the job's row now drives its delivery."""
+    return False
 
 
 @shared_task(name="aiaas.run_training", acks_late=True, reject_on_worker_lost=True)
