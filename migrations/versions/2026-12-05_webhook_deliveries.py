@@ -1,4 +1,5 @@
-"""Webhook deliveries as rows: when the next attempt is due, and who holds it.
+"""Webhook deliveries as rows (when the next attempt is due, who holds it); job outputs in
+the artifact store; expired jobs.
 
 Revision ID: 0010
 Revises: 0009
@@ -29,6 +30,10 @@ def upgrade() -> None:
             sa.Column("webhook_claimed_until", aiaas.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_predictions_webhook_due_at", ["webhook_due_at"], unique=False)
+        batch_op.add_column(sa.Column("outputs_sha256", sa.String(length=64), nullable=True))
+        batch_op.add_column(
+            sa.Column("expired_at", aiaas.db.UTCDateTime(timezone=True), nullable=True)
+        )
     # Finished jobs whose webhook was never delivered and still has retries left are due now.
     op.execute(
         "UPDATE predictions SET webhook_due_at = finished_at WHERE webhook_url IS NOT NULL "
@@ -38,6 +43,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("predictions", schema=None) as batch_op:
+        batch_op.drop_column("expired_at")
+        batch_op.drop_column("outputs_sha256")
         batch_op.drop_index("ix_predictions_webhook_due_at")
         batch_op.drop_column("webhook_claimed_until")
         batch_op.drop_column("webhook_due_at")

@@ -204,6 +204,14 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """Address of ``metrics_port`` (``0.0.0.0`` in a container, behind a NetworkPolicy)."""
 
+    max_output_mb: float = Field(default=16.0, gt=0)
+    """Most output one async job may produce (rows x outputs x 4 bytes); a job over it is
+    refused when created. Outputs over 64 KiB are kept in the artifact store, not the row."""
+
+    job_retention_days: float = Field(default=30.0, gt=0)
+    """Finished async jobs keep their inputs and outputs this long; then they are dropped
+    (the job's status and timings stay)."""
+
     webhook_workers: int = Field(default=4, ge=1, le=64)
     """Webhook deliveries a gateway sends at once (its threads for them, however many are
     pending); each attempt ends within 10 s, the answer's reading included."""

@@ -8,6 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -147,7 +148,7 @@ def create_app(
     metrics = Metrics()
     bus = events.EventBus()
     webhook_sender = WebhookSender(
-        db, allow_private=settings.webhook_allow_private, workers=settings.webhook_workers
+        db, store, allow_private=settings.webhook_allow_private, workers=settings.webhook_workers
     )
     dispatcher = make_dispatcher(
         settings, database=db, store=store, metrics=metrics, on_webhook_due=webhook_sender.wake
@@ -163,6 +164,14 @@ def create_app(
     bus.subscribe(events.API_KEY_REVOKED, credentials.forget_key)
     bus.subscribe(events.ACCOUNT_CHANGED, credentials.forget_account)
     bus.subscribe(events.MODEL_CHANGED, directory.forget)
+
+    retention = timedelta(days=settings.job_retention_days)
+
+    def housekeeping() -> None:
+        dispatcher.reconcile()
+        expired = prediction_service.expire_finished(db, store, older_than=retention)
+        if expired:
+            log.info("dropped the inputs and outputs of %d expired jobs", expired)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -181,7 +190,7 @@ def create_app(
         webhook_sender.start()
         if settings.demo_models:
             await _start_demo_trainings(db, dispatcher, settings)
-        reconciler = asyncio.create_task(_reconcile_forever(dispatcher, settings))
+        reconciler = asyncio.create_task(_reconcile_forever(housekeeping, settings))
         try:
             yield
         finally:
@@ -262,11 +271,12 @@ async def _start_demo_trainings(db: Database, dispatcher: Dispatcher, settings: 
         dispatcher.submit_training(training_id)
 
 
-async def _reconcile_forever(dispatcher: Dispatcher, settings: Settings) -> None:
-    """Hand out again the jobs whose worker vanished or whose message the broker lost."""
+async def _reconcile_forever(housekeeping: Callable[[], object], settings: Settings) -> None:
+    """Hand out again the jobs whose worker vanished or whose message the broker lost, and
+    expire old jobs' payloads."""
     while True:
         await asyncio.sleep(settings.reconcile_interval_s)
-        work = asyncio.ensure_future(asyncio.to_thread(dispatcher.reconcile))
+        work = asyncio.ensure_future(asyncio.to_thread(housekeeping))
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:

@@ -29,6 +29,7 @@ from aiaas.db import Database, utcnow
 from aiaas.predictions import webhooks
 from aiaas.predictions.models import Prediction
 from aiaas.predictions.service import to_read
+from aiaas.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class WebhookSender:
     def __init__(
         self,
         database: Database,
+        store: ArtifactStore,
         *,
         allow_private: bool,
         workers: int = 4,
@@ -50,6 +52,7 @@ class WebhookSender:
         deliver: Deliver = webhooks.deliver,
     ) -> None:
         self._database = database
+        self._store = store
         self._allow_private = allow_private
         self._workers = workers
         self._poll_s = poll_s
@@ -149,7 +152,7 @@ class WebhookSender:
             owner = session.get(User, job.owner_id)
             assert owner is not None
             url, secret = job.webhook_url, owner.webhook_secret
-            body = orjson.dumps(to_read(job).model_dump(mode="json"))
+            body = orjson.dumps(to_read(job, store=self._store).model_dump(mode="json"))
         result = self._deliver(
             url,
             body,

@@ -53,6 +53,10 @@ class Prediction(Base):
     inputs_sha256: Mapped[str | None] = mapped_column(String(64))
     input_rows: Mapped[int] = mapped_column(Integer)
     outputs: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Outputs over INLINE_OUTPUT_BYTES live in the artifact store as .npy, as large inputs do.
+    outputs_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Set when the retention sweep dropped the job's inputs and outputs (status and timings stay).
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     predictions: Mapped[list[Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

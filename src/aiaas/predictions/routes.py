@@ -120,6 +120,7 @@ def create_prediction(
         max_rows=settings.max_batch_rows,
         allow_private_webhooks=settings.webhook_allow_private,
         idempotency_key=idempotency_key,
+        max_output_bytes=int(settings.max_output_mb * 1024 * 1024),
     )
     if created:
         dispatcher.submit_prediction(str(job.id))
@@ -133,13 +134,17 @@ def list_predictions(
     session: SessionDep,
     params: Annotated[PageParams, Depends(page_params)],
 ) -> PredictionPage:
+    # Outputs kept in the artifact store are left out of lists (null): GET the job for them.
     rows, cursor = service.list_jobs(session, owner=principal.user, params=params)
     return PredictionPage(data=[service.to_read(j) for j in rows], next_cursor=cursor)
 
 
 @router.get("/predictions/{id}", responses={401: _PROBLEM, 403: _PROBLEM, 404: _PROBLEM})
-def get_prediction(id: uuid.UUID, principal: Predictor, session: SessionDep) -> PredictionRead:
-    return service.to_read(service.get_job(session, owner=principal.user, job_id=id))
+def get_prediction(
+    id: uuid.UUID, principal: Predictor, session: SessionDep, store: StoreDep
+) -> PredictionRead:
+    """The job; outputs too large for the list (over 64 KiB) are shown here in full."""
+    return service.to_read(service.get_job(session, owner=principal.user, job_id=id), store=store)
 
 
 @router.post(

@@ -53,6 +53,11 @@ class PredictionRead(BaseModel):
     feedback: list[Any] | None = Field(
         default=None, description="The true label(s) sent back for this prediction's inputs."
     )
+    expired_at: datetime | None = Field(
+        default=None,
+        description="When the job's inputs and outputs were dropped (AIAAS_JOB_RETENTION_DAYS "
+        "after it finished); its status and timings stay.",
+    )
 
 
 class FeedbackCreate(BaseModel):

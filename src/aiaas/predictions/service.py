@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,28 @@ from aiaas.storage import ArtifactStore
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # Inputs above this many bytes (as float32) go to the artifact store; the row keeps the digest.
 INLINE_INPUT_BYTES = 64 * 1024
+# Outputs likewise: a row holds at most this much of them.
+INLINE_OUTPUT_BYTES = 64 * 1024
+MB = 1024 * 1024
+
+
+def output_bytes(config: Mapping[str, Any], rows: int) -> int:
+    """What a job of ``rows`` examples produces, as float32: one output per class or target."""
+    return rows * int(config.get("output_dim", 1)) * 4
+
+
+def check_output_size(config: Mapping[str, Any], rows: int, *, max_bytes: int) -> None:
+    """Refuse a job whose outputs would be over ``max_bytes`` (AIAAS_MAX_OUTPUT_MB)."""
+    size = output_bytes(config, rows)
+    if size > max_bytes:
+        msg = (
+            f"the outputs of {rows} row(s) would take {size / MB:.1f} MB, over the limit of "
+            f"{max_bytes / MB:g} MB per job; send fewer rows per job"
+        )
+        raise InvalidInput(
+            f"The job's outputs would be too large: {msg}.",
+            errors=[{"loc": ["body", "inputs"], "msg": msg}],
+        )
 
 
 def request_hash(spec: PredictionCreate) -> str:
@@ -71,6 +95,7 @@ def create_job(
     max_rows: int,
     allow_private_webhooks: bool,
     idempotency_key: str | None,
+    max_output_bytes: int,
 ) -> tuple[Prediction, bool]:
     """Returns (job, created); created is False for an idempotent replay."""
     body_hash = request_hash(spec)
@@ -91,6 +116,7 @@ def create_job(
         )
     except InputInvalid as exc:
         raise InvalidInput(exc.msg, errors=[exc.to_error()]) from None
+    check_output_size(version.config, int(batch.shape[0]), max_bytes=max_output_bytes)
     if spec.webhook is not None:
         try:
             webhooks.check_url(str(spec.webhook), allow_private=allow_private_webhooks)
@@ -168,6 +194,60 @@ def _keep_inputs(job: Prediction, batch: np.ndarray, *, store: ArtifactStore) ->
         job.inputs = batch.tolist()
 
 
+def keep_outputs(outputs: np.ndarray, *, store: ArtifactStore) -> dict[str, Any]:
+    """The row's values for these outputs: inline when small, else a digest in the store."""
+    if outputs.nbytes > INLINE_OUTPUT_BYTES:
+        sha = store.put_bytes(encode_npy(outputs.astype(np.float32, copy=False))).sha256
+        return {"outputs": None, "outputs_sha256": sha}
+    return {"outputs": outputs.tolist(), "outputs_sha256": None}
+
+
+def load_outputs(job: Prediction, *, store: ArtifactStore) -> list[Any] | None:
+    if job.outputs_sha256:
+        stored = np.load(io.BytesIO(store.get_bytes(job.outputs_sha256)), allow_pickle=False)
+        rows: list[Any] = stored.tolist()
+        return rows
+    return job.outputs
+
+
+def expire_finished(
+    database: Database, store: ArtifactStore, *, older_than: timedelta, limit: int = 500
+) -> int:
+    """Drop the inputs and outputs of async jobs finished longer ago than ``older_than``
+    (their status and timings stay); release blobs no other row refers to. Returns how many
+    jobs expired."""
+    cutoff = utcnow() - older_than
+    with database.session() as session:
+        jobs = list(
+            session.scalars(
+                select(Prediction)
+                .where(
+                    Prediction.kind == "async",
+                    Prediction.finished_at < cutoff,
+                    Prediction.expired_at.is_(None),
+                )
+                .limit(limit)
+            )
+        )
+        blobs = {sha for job in jobs for sha in (job.inputs_sha256, job.outputs_sha256) if sha}
+        now = utcnow()
+        for job in jobs:
+            job.inputs = job.outputs = job.predictions = None
+            job.inputs_sha256 = job.outputs_sha256 = None
+            job.expired_at = now
+        session.commit()
+        for sha in blobs:
+            used = session.scalar(
+                select(Prediction.id)
+                .where(or_(Prediction.inputs_sha256 == sha, Prediction.outputs_sha256 == sha))
+                .limit(1)
+            )
+            if used is None:
+                store.delete(sha)
+        session.rollback()
+    return len(jobs)
+
+
 def get_job(session: Session, *, owner: User, job_id: uuid.UUID) -> Prediction:
     job = session.get(Prediction, job_id)
     if job is None or job.owner_id != owner.id:
@@ -209,7 +289,8 @@ def load_inputs(job: Prediction, *, store: ArtifactStore) -> np.ndarray:
     return np.asarray(job.inputs, dtype=np.float32)
 
 
-def to_read(job: Prediction) -> PredictionRead:
+def to_read(job: Prediction, *, store: ArtifactStore | None = None) -> PredictionRead:
+    """The job's document; outputs kept in the artifact store are read from ``store``."""
     queue_s = (job.started_at - job.created_at).total_seconds() if job.started_at else None
     total_s = (job.finished_at - job.created_at).total_seconds() if job.finished_at else None
     return PredictionRead(
@@ -220,7 +301,7 @@ def to_read(job: Prediction) -> PredictionRead:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
-        outputs=job.outputs,
+        outputs=load_outputs(job, store=store) if store is not None else job.outputs,
         predictions=job.predictions,
         error=job.error,
         webhook=WebhookRead(
@@ -233,4 +314,5 @@ def to_read(job: Prediction) -> PredictionRead:
         else None,
         timings=Timings(queue_s=queue_s, compute_s=job.compute_s, total_s=total_s),
         feedback=job.feedback,
+        expired_at=job.expired_at,
     )

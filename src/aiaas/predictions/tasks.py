@@ -17,8 +17,9 @@ from sqlalchemy import select, update
 
 from aiaas import jobs
 from aiaas.db import Database, utcnow
+from aiaas.errors import InvalidInput
 from aiaas.predictions.models import FAILED, SUCCEEDED, Prediction
-from aiaas.predictions.service import load_inputs
+from aiaas.predictions.service import check_output_size, keep_outputs, load_inputs
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.serving.runtime import postprocess
@@ -67,6 +68,7 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
             load_error = exc
 
     values: dict[str, object]
+    max_output = int(ctx.settings.max_output_mb * 1024 * 1024)
     start = time.perf_counter()
     ctx.metrics.jobs_in_flight.inc()
     try:
@@ -74,14 +76,18 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
             raise LookupError("the model version was deleted")
         if inputs is None:
             raise RuntimeError(f"the job's inputs could not be read: {load_error}")
+        # Refused at creation already; checked again in case the limit was lowered since.
+        check_output_size(spec.config, int(inputs.shape[0]), max_bytes=max_output)
         outputs = ctx.runtime(spec).predict(inputs)
         ctx.metrics.batch_size.observe(int(outputs.shape[0]))
         values = {
             "status": SUCCEEDED,
-            "outputs": outputs.tolist(),
+            **keep_outputs(outputs, store=ctx.store),
             "predictions": postprocess(spec, outputs),
             "error": None,
         }
+    except InvalidInput as exc:
+        values = {"status": FAILED, "error": exc.detail}
     except Exception as exc:
         log.warning("prediction %s failed: %s", job_id, exc)
         values = {"status": FAILED, "error": f"{type(exc).__name__}: {exc}"}
