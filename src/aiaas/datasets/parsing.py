@@ -49,7 +49,12 @@ _NPY_MAGIC: Final = b"\x93NUMPY"
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 # Up to 18 digits always fits int64; longer "integers" are kept as names instead.
 _INTEGER: Final = re.compile(r"[+-]?[0-9]{1,18}")
-_ROWS_PER_CHUNK: Final = 65_536
+# Cells parsed at once: their strings weigh ~60 bytes each, so a chunk stays near 4 MB.
+_CELLS_PER_CHUNK: Final = 65_536
+# An NPZ may unpack to at most this many times its own size (and MAX_NPZ_BYTES in all): a
+# small compressed archive must not become hundreds of MB in memory.
+NPZ_EXPANSION: Final = 16
+NPZ_EXPANSION_FLOOR: Final = 8 * 1024 * 1024
 _CELL_CHARS: Final = 20
 _NAME_CHARS: Final = 40
 _LISTED_COLUMNS: Final = 10
@@ -129,7 +134,7 @@ def parse_csv(
     """Parse UTF-8, comma-separated text with a header row; every other column is a feature."""
     shape = _check_input_shape(input_shape)
     text = _decode(data)
-    header_line, header, rows = _read_rows(text)
+    reader, header_line, header = _read_header(text)
     names = _column_names(header, header_line)
     label = label_column.strip()
     if label not in names:
@@ -142,24 +147,38 @@ def parse_csv(
         )
     if shape is not None and math.prod(shape) != len(feature_names):
         raise _shape_mismatch(shape, len(feature_names), "feature columns")
-    if not rows:
+    # Rows are converted a chunk at a time: lists of cell strings weigh dozens of times the
+    # float32 arrays made from them, so only one chunk of them lives at once.
+    xs: list[npt.NDArray[np.float32]] = []
+    ys: list[npt.NDArray[Any]] = []
+    seen = 0
+    for rows in _data_chunks(reader, len(names)):
+        _check_widths(text, rows, len(names), offset=seen)
+        cells = np.array(rows, dtype=object)
+        del rows
+        features = _csv_numbers(text, np.delete(cells, label_index, axis=1), feature_names, seen)
+        xs.append(_csv_float32(text, features, feature_names, seen))
+        del features
+        labels = cells[:, label_index]
+        if task == "regression":
+            targets = _csv_numbers(text, labels[:, None], [label], seen)
+            ys.append(_csv_float32(text, targets, [label], seen)[:, 0])
+        else:
+            ys.append(labels.astype(np.str_))
+        del cells, labels
+        seen += len(xs[-1])
+        if seen > MAX_ROWS:
+            raise _invalid(f"The file has more than {MAX_ROWS:,} rows.", "file")
+    if not seen:
         raise _invalid("The file has a header but no data rows.", "file")
-    _check_widths(text, rows, len(names))
-
-    cells = np.array(rows, dtype=object)
-    # The row lists weigh several times the arrays made from them; let them go early.
-    del rows
-    features = _csv_numbers(text, np.delete(cells, label_index, axis=1), feature_names)
-    x = _csv_float32(text, features, feature_names)
-    del features
+    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    del xs
     if shape is not None:
         x = x.reshape((x.shape[0], *shape))
-    labels = cells[:, label_index]
+    column = ys[0] if len(ys) == 1 else np.concatenate(ys)
     if task == "regression":
-        targets = _csv_numbers(text, labels[:, None], [label])
-        values = _csv_float32(text, targets, [label])[:, 0]
-        return DatasetArrays(x=x, y=values, task=task, classes=None)
-    indices, classes = _csv_classes(text, labels, label)
+        return DatasetArrays(x=x, y=column, task=task, classes=None)
+    indices, classes = _csv_classes(text, column, label)
     return DatasetArrays(x=x, y=indices, task=task, classes=classes)
 
 
@@ -207,24 +226,45 @@ def _decode(data: bytes) -> str:
         ) from exc
 
 
-def _read_rows(text: str) -> tuple[int, list[str], list[list[str]]]:
-    """Return the header's line, the header and the non-blank data rows."""
-    # newline="" as the csv docs ask: line breaks inside quoted cells then survive.
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _lines(text: str) -> Iterator[str]:
+    """The text's lines with their endings, one at a time: io.StringIO would first copy the
+    whole text into a buffer of four bytes a character."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start : end + 1]
+        start = end + 1
+
+
+def _read_header(text: str) -> tuple[Iterator[list[str]], int, list[str]]:
+    """A reader positioned after the header, the header's line and the header."""
+    # Lines keep their endings, as the csv docs ask: line breaks inside quoted cells survive.
+    reader = csv.reader(_lines(text))
     try:
         header = next((row for row in reader if _holds_data(row)), None)
-        if header is None:
-            raise _invalid("The file is empty.", "file")
-        header_line = reader.line_num
-        rows: list[list[str]] = []
-        while chunk := list(islice(reader, _ROWS_PER_CHUNK)):
-            rows.extend([row for row in chunk if _holds_data(row)])
-            if len(rows) > MAX_ROWS:
-                raise _invalid(f"The file has more than {MAX_ROWS:,} rows.", "file")
     except csv.Error as exc:
         line = reader.line_num
         raise _invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
-    return header_line, header, rows
+    if header is None:
+        raise _invalid("The file is empty.", "file")
+    return reader, reader.line_num, header
+
+
+def _data_chunks(reader: Any, width: int) -> Iterator[list[list[str]]]:
+    """The non-blank data rows, about ``_CELLS_PER_CHUNK`` cells at a time."""
+    rows_per_chunk = max(1, _CELLS_PER_CHUNK // max(width, 1))
+    try:
+        while chunk := list(islice(reader, rows_per_chunk)):
+            rows = [row for row in chunk if _holds_data(row)]
+            del chunk
+            if rows:
+                yield rows
+    except csv.Error as exc:
+        line = reader.line_num
+        raise _invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
 
 
 def _column_names(header: list[str], line: int) -> list[str]:
@@ -263,11 +303,11 @@ def _missing_label_column(label: str, names: list[str]) -> InvalidInput:
     )
 
 
-def _check_widths(text: str, rows: list[list[str]], width: int) -> None:
+def _check_widths(text: str, rows: list[list[str]], width: int, *, offset: int) -> None:
     if set(map(len, rows)) == {width}:
         return
     row = next(i for i, cells in enumerate(rows) if len(cells) != width)
-    line = _line_of(text, row)
+    line = _line_of(text, offset + row)
     raise _invalid(
         f"Line {line} has {_count(len(rows[row]), 'cell')} but the header has "
         f"{_count(width, 'column')}.",
@@ -277,14 +317,14 @@ def _check_widths(text: str, rows: list[list[str]], width: int) -> None:
 
 
 def _csv_numbers(
-    text: str, cells: npt.NDArray[np.object_], names: list[str]
+    text: str, cells: npt.NDArray[np.object_], names: list[str], offset: int
 ) -> npt.NDArray[np.float64]:
     try:
         return cells.astype(np.float64)
     except ValueError:
         pass
     row, column = _first_non_number(cells)
-    line = _line_of(text, row)
+    line = _line_of(text, offset + row)
     value = str(cells[row, column])
     problem = "is empty" if not value.strip() else f"holds {_show(value)}, which is not a number"
     raise _invalid(
@@ -319,13 +359,13 @@ def _first_non_number(cells: npt.NDArray[np.object_]) -> tuple[int, int]:
 
 
 def _csv_float32(
-    text: str, values: npt.NDArray[np.float64], names: list[str]
+    text: str, values: npt.NDArray[np.float64], names: list[str], offset: int
 ) -> npt.NDArray[np.float32]:
     result, bad = _float32(values)
     if bad is None:
         return result
     row, column = bad
-    line = _line_of(text, row)
+    line = _line_of(text, offset + row)
     raise _invalid(
         f"Line {line}, column {_name(names[column])}: the value is "
         f"{_non_finite(float(values[row, column]))}; every value must be a finite number.",
@@ -336,9 +376,9 @@ def _csv_float32(
 
 
 def _csv_classes(
-    text: str, labels: npt.NDArray[np.object_], column: str
+    text: str, labels: npt.NDArray[np.str_], column: str
 ) -> tuple[npt.NDArray[np.int64], list[ClassLabel]]:
-    stripped = np.char.strip(labels.astype(np.str_))
+    stripped = np.char.strip(labels)
     empty = stripped == ""
     if empty.any():
         line = _line_of(text, int(np.argmax(empty)))
@@ -390,10 +430,12 @@ def _read_npz(data: bytes, task: Task, max_bytes: int) -> tuple[npt.NDArray[Any]
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
             total = sum(member.file_size for member in members)
-            if total > max_bytes:
+            limit = min(max_bytes, max(NPZ_EXPANSION * len(data), NPZ_EXPANSION_FLOOR))
+            if total > limit:
                 raise PayloadTooLarge(
-                    f"The NPZ archive unpacks to {total:,} bytes; at most {max_bytes:,} are "
-                    "accepted.",
+                    f"The NPZ archive unpacks to {total:,} bytes; at most {limit:,} are "
+                    f"accepted ({NPZ_EXPANSION} times the upload's size, at most "
+                    f"{max_bytes:,}).",
                     errors=[{"loc": ["file"], "msg": "the archive unpacks to too many bytes"}],
                 )
             names = {member.filename for member in members}
