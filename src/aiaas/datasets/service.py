@@ -29,6 +29,7 @@ from aiaas.predictions.models import Prediction
 from aiaas.predictions.service import load_inputs
 from aiaas.registry import service as registry
 from aiaas.registry.models import Model, ModelVersion
+from aiaas.registry.versions import ensure_blob
 from aiaas.storage import ArtifactStore
 
 BUILTIN = "builtin:"
@@ -251,7 +252,8 @@ def create_dataset(
         label_column=label_column,
         input_shape=input_shape,
     )
-    info = store.put_bytes(to_npz_bytes(arrays))
+    packed = to_npz_bytes(arrays)
+    info = store.put_bytes(packed)
     dataset = Dataset(
         owner_id=owner.id,
         name=name,
@@ -265,6 +267,8 @@ def create_dataset(
     )
     session.add(dataset)
     session.commit()
+    # A concurrent delete of a dataset with the same bytes may have removed the blob.
+    ensure_blob(store, info.sha256, packed)
     return dataset
 
 

@@ -150,7 +150,20 @@ def create_version(
         session.rollback()
         release_artifacts(session, store=store, digests={info.sha256})
         raise Conflict("Another version was uploaded at the same moment; try again.") from exc
+    if commit:
+        ensure_blob(store, info.sha256, weights)
     return version
+
+
+def ensure_blob(store: ArtifactStore, digest: str, data: bytes) -> None:
+    """Store ``data`` again if a concurrent delete removed its blob.
+
+    Bytes already stored are shared: a delete elsewhere removes the blob once no committed
+    row refers to it, and that check may run between this upload's ``put_bytes`` (a no-op
+    for present bytes) and its row's commit. Called after the commit, this puts the blob
+    back; from then on the committed row is the reference every delete sees."""
+    if not store.exists(digest):
+        store.put_bytes(data)
 
 
 # Version numbers live in a 32-bit integer column.
