@@ -387,3 +387,27 @@ def test_public_routes_are_limited_per_address(settings: Settings, db: Database)
     with app_with(settings, db, rate_limit_registry="2/minute") as client:
         statuses = [client.get("/v1/architectures").status_code for _ in range(3)]
         assert statuses == [200, 200, 429]
+
+
+def test_model_creation_publication_and_deletion_are_audited(
+    settings: Settings, db: Database
+) -> None:
+    with app_with(settings, db) as client:
+        admin, owner = make_admin(db, client), sign_up(client)
+        body = {"name": "audited", "task": "classification"}
+        assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
+        public = client.patch(
+            "/v1/models/audited", json={"visibility": "public"}, headers=owner.headers
+        )
+        assert public.status_code == 200, public.text
+        assert client.delete("/v1/models/audited", headers=owner.headers).status_code == 204
+        log = client.get(
+            "/v1/admin/audit", params={"account": owner.id}, headers=admin.headers
+        ).json()["data"]
+        model_events = [(e["action"], e["target"]) for e in log if e["action"].startswith("model")]
+        assert model_events == [
+            ("model.deleted", "audited"),
+            ("model.published", "audited"),
+            ("model.created", "audited"),
+        ]
+        assert all(e["actor_id"] == owner.id for e in log if e["action"].startswith("model"))

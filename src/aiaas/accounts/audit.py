@@ -25,6 +25,8 @@ KEY_CREATED = "api_key.created"
 KEY_REVOKED = "api_key.revoked"
 MODEL_CREATED = "model.created"
 MODEL_DELETED = "model.deleted"
+MODEL_PUBLISHED = "model.published"
+MODEL_UNPUBLISHED = "model.unpublished"
 ADMIN_ACCOUNT_UPDATED = "admin.account_updated"
 
 

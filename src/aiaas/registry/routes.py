@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from aiaas import events
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
-from aiaas.deps import EventsDep, SessionDep, SettingsDep, StoreDep, require_scope
+from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, StoreDep, require_scope
 from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden, PayloadTooLarge
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams, page_params
@@ -67,10 +67,14 @@ def _model_read(session: SessionDep, model: Model, principal: Principal) -> Mode
 
 @router.post("/models", status_code=status.HTTP_201_CREATED, responses={409: _PROBLEM})
 def create_model(
-    body: ModelCreate, principal: Writer, session: SessionDep, settings: SettingsDep
+    body: ModelCreate,
+    principal: Writer,
+    session: SessionDep,
+    settings: SettingsDep,
+    address: ClientAddress,
 ) -> ModelRead:
     quotas.check_model(session, principal.user, settings=settings)
-    model = service.create_model(session, owner=principal.user, spec=body)
+    model = service.create_model(session, owner=principal.user, spec=body, address=address)
     return service.to_read(model, user=principal.user, latest=None)
 
 
@@ -96,20 +100,34 @@ def get_model(model: ReadableModel, principal: Reader, session: SessionDep) -> M
 
 @router.patch("/models/{name}")
 def update_model(
-    body: ModelUpdate, model: WritableModel, principal: Writer, session: SessionDep, bus: EventsDep
+    body: ModelUpdate,
+    model: WritableModel,
+    principal: Writer,
+    session: SessionDep,
+    bus: EventsDep,
+    address: ClientAddress,
 ) -> ModelRead:
-    service.update_model(session, model=model, changes=body)
+    service.update_model(
+        session, model=model, changes=body, actor_id=principal.user.id, address=address
+    )
     bus.publish(events.MODEL_CHANGED, model.name)
     return _model_read(session, model, principal)
 
 
 @router.delete("/models/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_model(
-    model: WritableModel, session: SessionDep, store: StoreDep, bus: EventsDep
+    model: WritableModel,
+    principal: Writer,
+    session: SessionDep,
+    store: StoreDep,
+    bus: EventsDep,
+    address: ClientAddress,
 ) -> Response:
     """Delete the model, its versions and aliases, and every artifact nothing else uses."""
     name = model.name
-    service.delete_model(session, model=model, store=store)
+    service.delete_model(
+        session, model=model, store=store, actor_id=principal.user.id, address=address
+    )
     bus.publish(events.MODEL_CHANGED, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

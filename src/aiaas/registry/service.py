@@ -7,11 +7,13 @@ route); a public model can be read by anyone with the scope and changed only by 
 from __future__ import annotations
 
 import re
+import uuid
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from aiaas.accounts import audit
 from aiaas.accounts.models import User
 from aiaas.db import utcnow
 from aiaas.errors import Conflict, Forbidden, NotFound
@@ -44,11 +46,21 @@ def writable_model(session: Session, *, name: str, user: User) -> Model:
     return model
 
 
-def create_model(session: Session, *, owner: User, spec: ModelCreate) -> Model:
+def create_model(
+    session: Session, *, owner: User, spec: ModelCreate, address: str | None = None
+) -> Model:
     if session.scalar(select(Model.id).where(Model.name == spec.name)) is not None:
         raise Conflict(f"The name '{spec.name}' is taken.")
     model = Model(owner_id=owner.id, **spec.model_dump())
     session.add(model)
+    audit.record(
+        session,
+        audit.MODEL_CREATED,
+        actor_id=owner.id,
+        target=spec.name,
+        address=address,
+        visibility=spec.visibility,
+    )
     try:
         session.commit()
     except IntegrityError as exc:  # a concurrent create took the name first
@@ -57,12 +69,30 @@ def create_model(session: Session, *, owner: User, spec: ModelCreate) -> Model:
     return model
 
 
-def update_model(session: Session, *, model: Model, changes: ModelUpdate) -> Model:
+def update_model(
+    session: Session,
+    *,
+    model: Model,
+    changes: ModelUpdate,
+    actor_id: uuid.UUID | None = None,
+    address: str | None = None,
+) -> Model:
+    was = model.visibility
     for field, value in changes.model_dump(exclude_unset=True).items():
         if value is None and field != "labels":
             continue
         setattr(model, field, value)
     model.updated_at = utcnow()
+    if model.visibility != was:
+        action = audit.MODEL_PUBLISHED if model.visibility == "public" else audit.MODEL_UNPUBLISHED
+        audit.record(
+            session,
+            action,
+            actor_id=actor_id,
+            account_id=model.owner_id,
+            target=model.name,
+            address=address,
+        )
     session.commit()
     return model
 
@@ -79,9 +109,25 @@ def list_models(
     )
 
 
-def delete_model(session: Session, *, model: Model, store: ArtifactStore) -> None:
+def delete_model(
+    session: Session,
+    *,
+    model: Model,
+    store: ArtifactStore,
+    actor_id: uuid.UUID | None = None,
+    address: str | None = None,
+) -> None:
     digests = set(
         session.scalars(select(ModelVersion.sha256).where(ModelVersion.model_id == model.id))
+    )
+    audit.record(
+        session,
+        audit.MODEL_DELETED,
+        actor_id=actor_id,
+        account_id=model.owner_id,
+        target=model.name,
+        address=address,
+        versions=len(digests),
     )
     session.execute(delete(Model).where(Model.id == model.id))
     session.commit()
