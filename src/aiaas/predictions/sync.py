@@ -115,9 +115,7 @@ class PredictPath:
     record: Recorder | None = None
     limits: RateLimits | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
-    _buckets: dict[tuple[uuid.UUID, uuid.UUID | None], tuple[object, list[Bucket]]] = field(
-        default_factory=dict
-    )
+    _buckets: dict[int, tuple[object, list[Bucket]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._in_flight = self.metrics.jobs_in_flight
@@ -131,10 +129,11 @@ class PredictPath:
         if limits is None:
             return caller.user_id, None
         # The bucket names and rates of a credential change only with its account's
-        # overrides: built once per cached credential, not per request.
-        ident = (caller.user_id, caller.api_key_id)
-        known = self._buckets.get(ident)
-        if known is None or known[0] is not caller.rate_overrides:
+        # overrides: built once per cached credential (a refreshed credential is a new
+        # Caller object), not per request. The entry holds the Caller, so its id is not
+        # reused while the entry lives.
+        known = self._buckets.get(id(caller))
+        if known is None or known[0] is not caller:
             if len(self._buckets) >= 100_000:
                 self._buckets.clear()
             buckets = limits.buckets(
@@ -143,7 +142,7 @@ class PredictPath:
                 credential_id=credential_id(caller.api_key_id, caller.user_id),
                 overrides=caller.rate_overrides,
             )
-            known = self._buckets[ident] = (caller.rate_overrides, buckets)
+            known = self._buckets[id(caller)] = (caller, buckets)
         if limits.local:
             return caller.user_id, limits.check(known[1])
         return caller.user_id, await limits.acheck(known[1])

@@ -122,16 +122,27 @@ class MemoryLimiter:
         self._max = max_buckets
 
     def hit(self, buckets: Sequence[Bucket]) -> Decision:
+        # On the predict lane: the let-through case is written out in plain floats.
         now = time.monotonic()
         with self._lock:
-            tats = [self._tats.get(key, 0.0) for key, _ in buckets]
-            decision, new_tats = _decide(tats, buckets, now)
-            if decision.allowed:
-                if len(self._tats) >= self._max:
-                    self._prune(now)
-                for (key, _), tat in zip(buckets, new_tats, strict=True):
-                    self._tats[key] = tat
-        return decision
+            stored = self._tats
+            news: list[float] = []
+            for key, rate in buckets:
+                tat = stored.get(key, 0.0)
+                new = (tat if tat > now else now) + rate.interval_s
+                if new - rate.period_s > now:  # this bucket is empty: refused
+                    tats = [stored.get(k, 0.0) for k, _ in buckets]
+                    return _decide(tats, buckets, now)[0]
+                news.append(new)
+            if len(stored) >= self._max:
+                self._prune(now)
+            remaining, limit, reset = -1, 0, 0.0
+            for (key, rate), new in zip(buckets, news, strict=True):
+                stored[key] = new
+                left = int((rate.period_s - (new - now)) / rate.interval_s + 1e-9)
+                if remaining < 0 or left < remaining:
+                    remaining, limit, reset = left, rate.count, new - now
+        return Decision(True, limit, max(remaining, 0), reset, 0.0)
 
     async def ahit(self, buckets: Sequence[Bucket]) -> Decision:
         return self.hit(buckets)
