@@ -43,7 +43,7 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
 
 
 def test_production_accepts_an_explicit_secret(tmp_path: Path) -> None:
-    key = "k" * 40
+    key = "Qm3v_T8xLp2RzW9-nKc4HyB7dJf1sGa6eU0o"
     settings = Settings(env="production", var_dir=tmp_path, secret_key=SecretStr(key))
     assert settings.with_secret_key().secret == key
 
@@ -51,3 +51,28 @@ def test_production_accepts_an_explicit_secret(tmp_path: Path) -> None:
 def test_short_secrets_are_refused() -> None:
     with pytest.raises(ValidationError, match="at least 32"):
         Settings(secret_key=SecretStr("short"))
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 32,
+        "abcd" * 10,
+        "change-me-to-at-least-32-random-characters",  # deploy/k8s/secret.example.yaml
+        "my-EXAMPLE-secret-Qm3vT8xLp2RzW9nKc4HyB7dJf1",
+    ],
+)
+def test_production_refuses_example_and_low_entropy_secrets(tmp_path: Path, key: str) -> None:
+    with pytest.raises(
+        ValidationError, match=r"AIAAS_SECRET_KEY (is an example|is too predictable)"
+    ):
+        Settings(env="production", var_dir=tmp_path, secret_key=SecretStr(key))
+    # Development and tests keep any key of 32 characters.
+    assert Settings(env="development", var_dir=tmp_path, secret_key=SecretStr(key)).secret_key
+
+
+def test_production_accepts_generated_secrets(tmp_path: Path) -> None:
+    import secrets
+
+    for key in (secrets.token_urlsafe(48), secrets.token_hex(16), secrets.token_hex(32)):
+        assert Settings(env="production", var_dir=tmp_path, secret_key=SecretStr(key))

@@ -6,8 +6,10 @@ process. Setting ``AIAAS_DATABASE_URL`` and ``AIAAS_BROKER_URL`` switches to the
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -238,6 +240,13 @@ class Settings(BaseSettings):
             )
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
             raise ValueError("AIAAS_SECRET_KEY must be at least 32 characters")
+        if self.env == "production" and self.secret_key is not None:
+            problem = weak_secret(self.secret_key.get_secret_value())
+            if problem:
+                raise ValueError(
+                    f"AIAAS_SECRET_KEY {problem}; make one with "
+                    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
         return self
 
     @property
@@ -293,6 +302,30 @@ class Settings(BaseSettings):
         if self.secret_key is None:
             raise ConfigurationError("secret key not resolved; call with_secret_key() first")
         return self.secret_key.get_secret_value()
+
+
+# Placeholders from the project's own examples (deploy/k8s/secret.example.yaml and docs):
+# anyone can read them, so a key that contains one signs tokens anyone can forge.
+_EXAMPLE_SECRET_MARKERS = ("change-me", "changeme", "example", "your-secret", "replace-me")
+# A 32-character hex key (128 random bits) estimates at ~118 bits from its character counts.
+MIN_SECRET_BITS = 96.0
+
+
+def weak_secret(key: str) -> str | None:
+    """Why ``key`` must not sign production tokens, or None. Keys from the docs' examples
+    and keys whose characters carry under 96 bits of Shannon entropy (``"a" * 32``, a
+    repeated word) are weak."""
+    lowered = key.lower()
+    if any(marker in lowered for marker in _EXAMPLE_SECRET_MARKERS):
+        return "is an example value from the documentation"
+    counts = Counter(key)
+    bits = len(key) * -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+    if bits < MIN_SECRET_BITS:
+        return (
+            f"is too predictable (about {max(bits, 0.0):.0f} bits of entropy, need "
+            f"{MIN_SECRET_BITS:.0f})"
+        )
+    return None
 
 
 @lru_cache

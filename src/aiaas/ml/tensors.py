@@ -504,7 +504,12 @@ def _npy_header_fields(header: bytes, major: int) -> tuple[np.dtype[Any], bool, 
     if match is not None:
         descr = match[1].decode("ascii")
         fortran_order = match[2] == b"True"
-        dims = tuple(int(part) for part in match[3].split(b",") if part.strip())
+        parts = [part.strip() for part in match[3].split(b",") if part.strip()]
+        # int() refuses strings of over 4,300 digits with a ValueError of its own; a
+        # dimension of 19 digits is already beyond any array.
+        if any(len(part) > 18 for part in parts):
+            _refuse_npy("a dimension in the header is too large")
+        dims = tuple(int(part) for part in parts)
     else:
         descr, fortran_order, dims = _parse_npy_header(header, major)
     return _npy_dtype(descr), fortran_order, dims
