@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     max_model_parameters: int = Field(default=50_000_000, ge=1)
     """Largest model (in parameters) a version may declare; bigger configs get 422."""
 
+    max_activation_mb: float = Field(default=256.0, gt=0)
+    """Most activation memory one example's forward pass may need, computed from a version's
+    or a training's config before anything is built; bigger configs get 422 at ``config``."""
+
+    max_sequence_length: int = Field(default=4096, ge=1)
+    """Most steps a recurrent model may take: its config's ``seq_len``, and a variable-length
+    input's axis at predict time (422 naming the axis)."""
+
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     """Rows per forward pass, unless a version sets its own."""
 

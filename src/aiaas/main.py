@@ -28,6 +28,7 @@ from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
 from aiaas.metrics import Metrics, MetricsServer
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeaders
+from aiaas.ml.limits import configure_limits
 from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
 from aiaas.predictions import service as prediction_service
@@ -137,6 +138,10 @@ def create_app(
     transaction; otherwise one is made from the settings and disposed at shutdown."""
     settings = (settings or get_settings()).with_secret_key()
     settings.check_gateway()
+    configure_limits(
+        max_activation_mb=settings.max_activation_mb,
+        max_sequence_length=settings.max_sequence_length,
+    )
     security.configure_password_hashing(
         time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
     )

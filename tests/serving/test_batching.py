@@ -441,3 +441,27 @@ def test_answered_requests_are_not_timed_out(executor: Executor) -> None:
 def test_timeout_must_be_positive(executor: Executor) -> None:
     with pytest.raises(ValueError, match="timeout_s"):
         Batcher(compute, max_batch_size=1, max_delay_ms=0, executor=executor, timeout_s=0)
+
+
+def test_a_batch_waiting_behind_another_models_forward_drops_its_expired_requests(
+    executor: Executor,
+) -> None:
+    """Two models share the torch thread: while one's long forward runs, the other's batch
+    waits in the executor past its deadline; it is answered 504 and never computed."""
+    slow, other = Recorder(held=True), Recorder()
+    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
+    short_model = Batcher(other, max_batch_size=8, max_delay_ms=0, executor=executor, timeout_s=0.2)
+
+    async def main() -> None:
+        blocker = await hold(long_model, slow)
+        late = asyncio.ensure_future(short_model.submit(rows(1.0)))
+        with pytest.raises(BatchTimeout):
+            await late
+        slow.gate.set()
+        await blocker
+        await until(lambda: short_model.inflight == 0)
+        # Served again once the thread is free, with a deadline of its own.
+        np.testing.assert_array_equal(await short_model.submit(rows(3.0)), compute(rows(3.0)))
+
+    run(main())
+    assert other.rows == [1]  # only the request that came in time was computed

@@ -31,6 +31,7 @@ import numpy.typing as npt
 import orjson
 
 from aiaas.ml.errors import InputInvalid
+from aiaas.ml.limits import LIMITS
 
 InputShape = tuple[int | None, ...]
 """A version's input shape without the batch axis; ``None`` marks a variable-length axis."""
@@ -625,7 +626,7 @@ def _check_dims(
         _refuse_rank(shape, loc, f"shape {_format_dims(dims)}", from_json=from_json)
     if not single:
         _check_rows(dims[0], max_rows, loc)
-    for got, want in zip(example, shape, strict=True):
+    for position, (got, want) in enumerate(zip(example, shape, strict=True)):
         if want is not None and got != want:
             raise InputInvalid(
                 f"{_where(loc)} must have shape {_shape_phrase(shape, from_json=from_json)}, "
@@ -634,6 +635,16 @@ def _check_dims(
                 expected=_expected_shape(shape, from_json=from_json),
                 got=f"shape {_format_dims(dims)}",
                 type="shape_mismatch",
+            )
+        if want is None and got > LIMITS.max_sequence_length:
+            axis = len(dims) - len(example) + position
+            raise InputInvalid(
+                f"{_where(loc)} has {got} steps on its variable-length axis {axis}; at most "
+                f"{LIMITS.max_sequence_length} are accepted (AIAAS_MAX_SEQUENCE_LENGTH)",
+                loc=(*loc, f"axis {axis}"),
+                expected=f"at most {LIMITS.max_sequence_length} items on each variable axis",
+                got=f"shape {_format_dims(dims)}",
+                type="too_long",
             )
         if got == 0:
             raise InputInvalid(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,33 @@ async def run_split_async(
     """``run_split`` for a coroutine ``run_batch``."""
     batch = _join(parts)
     return _split(parts, batch, await run_batch(batch))
+
+
+def _run_live(
+    run_batch: RunBatch, batch: Sequence[_Request], timeout: float | None
+) -> list[np.ndarray | None]:
+    """Run the requests still waiting for an answer; None for the others.
+
+    Batches of several models share the torch threads: one may wait behind another's long
+    forward past its requests' deadlines. Those requests have been answered 504 already (or
+    are about to be), so they are dropped here, right before the forward, rather than run
+    for nobody; when none is left the forward does not run at all. ``arrived`` is on the
+    loop's clock, which is ``time.monotonic``'s.
+    """
+    now = time.monotonic()
+    live = [
+        i
+        for i, request in enumerate(batch)
+        if not request.future.done() and (timeout is None or request.arrived + timeout > now)
+    ]
+    if len(live) == len(batch):
+        return list(run_split(run_batch, [request.inputs for request in batch]))
+    answers: list[np.ndarray | None] = [None] * len(batch)
+    if live:
+        outputs = run_split(run_batch, [batch[i].inputs for i in live])
+        for i, output in zip(live, outputs, strict=True):
+            answers[i] = output
+    return answers
 
 
 def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -304,7 +332,7 @@ class Batcher:
         try:
             call_in_thread(
                 self._executor,
-                partial(run_split, self._run_batch, [r.inputs for r in batch]),
+                partial(_run_live, self._run_batch, batch, self._timeout),
                 deliver,
             )
         except RuntimeError as exc:
@@ -325,14 +353,17 @@ class Batcher:
     def _finish(
         self,
         batch: list[_Request],
-        outputs: list[np.ndarray] | None,
+        outputs: Sequence[np.ndarray | None] | None,
         error: BaseException | None,
     ) -> None:
         for i, request in enumerate(batch):
             if request.future.done():
                 continue
-            if outputs is not None:
-                request.future.set_result(outputs[i])
+            answer = outputs[i] if outputs is not None else None
+            if answer is not None:
+                request.future.set_result(answer)
+            elif outputs is not None:  # dropped before the forward: its deadline passed
+                request.future.set_exception(BatchTimeout(f"no answer within {self._timeout:g}s"))
             else:
                 request.future.set_exception(error or RuntimeError("the batch failed"))
         # Answers come mostly in arrival order, so this keeps the deque short.

@@ -16,6 +16,7 @@ import torch
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.metrics import Metrics
+from aiaas.ml.limits import configure_limits
 from aiaas.serving.cache import RuntimeCache
 from aiaas.serving.device import select_device
 from aiaas.serving.runtime import ModelRuntime
@@ -54,6 +55,10 @@ def build_context(
     database: Database | None = None,
     store: ArtifactStore | None = None,
 ) -> WorkerContext:
+    configure_limits(
+        max_activation_mb=settings.max_activation_mb,
+        max_sequence_length=settings.max_sequence_length,
+    )
     database = database or Database.from_url(
         settings.resolved_database_url, timeout_s=settings.db_timeout_s
     )

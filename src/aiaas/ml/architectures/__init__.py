@@ -22,6 +22,7 @@ from aiaas.ml.architectures.cnn import CNNArchitecture, CNNConfig, ConvBlock
 from aiaas.ml.architectures.mlp import MLPArchitecture, MLPConfig
 from aiaas.ml.architectures.rnn import RNNArchitecture, RNNConfig
 from aiaas.ml.errors import ConfigErrorItem, ConfigInvalid, UnknownArchitecture
+from aiaas.ml.limits import LIMITS, MB
 
 __all__ = [
     "ARCHITECTURES",
@@ -60,8 +61,16 @@ def _pydantic_errors(exc: ValidationError) -> list[ConfigErrorItem]:
     ]
 
 
+def activation_bytes(architecture: str, config: BaseModel) -> int:
+    """Bytes (float32) one example's forward pass produces; a variable sequence counts at
+    the longest one accepted."""
+    arch, config = _checked(architecture, config)
+    return 4 * arch.activation_count(config, seq_len=LIMITS.max_sequence_length)
+
+
 def parse_config(architecture: str, raw: Mapping[str, Any], *, max_parameters: int) -> BaseModel:
-    """Validate ``raw`` for ``architecture`` and refuse models over ``max_parameters``.
+    """Validate ``raw`` for ``architecture`` and refuse models over ``max_parameters``, over
+    the activation memory of one example or over the sequence length limit.
 
     Raises ``UnknownArchitecture`` or ``ConfigInvalid``; nothing is allocated here.
     """
@@ -79,6 +88,17 @@ def parse_config(architecture: str, raw: Mapping[str, Any], *, max_parameters: i
     if count > max_parameters:
         msg = f"the model would have {count} parameters, over the limit of {max_parameters}"
         raise ConfigInvalid([{"loc": ["config"], "msg": msg, "type": "too_many_parameters"}])
+    seq_len = getattr(config, "seq_len", None)
+    if isinstance(seq_len, int) and seq_len > LIMITS.max_sequence_length:
+        msg = f"seq_len {seq_len} is over the limit of {LIMITS.max_sequence_length} steps"
+        raise ConfigInvalid([{"loc": ["config", "seq_len"], "msg": msg, "type": "too_long"}])
+    need = 4 * arch.activation_count(config, seq_len=LIMITS.max_sequence_length)
+    if need > LIMITS.max_activation_bytes:
+        msg = (
+            f"one example's activations would take {need / MB:,.1f} MB, over the limit of "
+            f"{LIMITS.max_activation_bytes / MB:g} MB"
+        )
+        raise ConfigInvalid([{"loc": ["config"], "msg": msg, "type": "too_much_memory"}])
     return config
 
 

@@ -100,6 +100,12 @@ class Architecture(ABC, Generic[ConfigT]):
     def input_spec(self, config: ConfigT) -> InputSpec: ...
 
     @abstractmethod
+    def activation_count(self, config: ConfigT, *, seq_len: int) -> int:
+        """Values one example's forward pass produces, layer by layer (what it holds in memory
+        at most, counted without building anything); ``seq_len`` stands for a variable
+        sequence axis."""
+
+    @abstractmethod
     def parameter_count(self, config: ConfigT) -> int:
         """Exact parameter count, computed from the config alone without allocating."""
 

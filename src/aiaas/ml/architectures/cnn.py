@@ -169,6 +169,17 @@ class CNNArchitecture(Architecture[CNNConfig]):
     def input_spec(self, config: CNNConfig) -> InputSpec:
         return InputSpec(shape=(config.in_channels, config.height, config.width))
 
+    def activation_count(self, config: CNNConfig, *, seq_len: int) -> int:
+        h, w = config.height, config.width
+        total = config.in_channels * h * w
+        for block in config.blocks:
+            pad = block.resolved_padding()
+            conv_h, conv_w = h + 2 * pad - block.kernel + 1, w + 2 * pad - block.kernel + 1
+            h, w = max(conv_h // block.pool, 1), max(conv_w // block.pool, 1)
+            # The conv's output, its activation's, and the pooled map.
+            total += block.channels * (2 * max(conv_h, 1) * max(conv_w, 1) + h * w)
+        return total + sum([_flat_features(config), *config.hidden, config.output_dim])
+
     def parameter_count(self, config: CNNConfig) -> int:
         total = 0
         c_in = config.in_channels

@@ -59,5 +59,8 @@ class MLPArchitecture(Architecture[MLPConfig]):
     def input_spec(self, config: MLPConfig) -> InputSpec:
         return InputSpec(shape=(config.input_dim,))
 
+    def activation_count(self, config: MLPConfig, *, seq_len: int) -> int:
+        return sum(config.widths())
+
     def parameter_count(self, config: MLPConfig) -> int:
         return dense_parameter_count(config.widths())

@@ -124,6 +124,13 @@ class RNNArchitecture(Architecture[RNNConfig]):
     def input_spec(self, config: RNNConfig) -> InputSpec:
         return InputSpec(shape=(config.seq_len, config.input_size))
 
+    def activation_count(self, config: RNNConfig, *, seq_len: int) -> int:
+        steps = config.seq_len or seq_len
+        gates, hidden, dirs = _GATES[config.cell], config.hidden_size, config.directions
+        # Per step and layer: the gates and the hidden (and cell) state of each direction.
+        per_step = config.input_size + config.num_layers * dirs * hidden * (gates + 2)
+        return steps * per_step + config.output_dim
+
     def parameter_count(self, config: RNNConfig) -> int:
         gates, hidden, dirs = _GATES[config.cell], config.hidden_size, config.directions
         total = 0
