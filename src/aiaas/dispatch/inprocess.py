@@ -37,6 +37,8 @@ class InProcessDispatcher:
             executor=self._torch,
             on_batch=self._on_batch,
             timeout_s=ctx.settings.predict_timeout_s,
+            # The queue stage of a sync prediction: its wait in the batcher.
+            on_wait=ctx.metrics.prediction_latency.labels("queue").observe,
         )
         self._closed = False
         # Looked up once: a labelled child costs a lock and a dict build per lookup.

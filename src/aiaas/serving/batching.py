@@ -152,6 +152,7 @@ class Batcher:
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
         timeout_s: float | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if (run_batch is None or executor is None) == (run_batch_async is None):
             raise ValueError("give run_batch and executor, or run_batch_async alone")
@@ -168,6 +169,8 @@ class Batcher:
         self._executor = executor
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_batch = on_batch
+        # Called with each request's seconds in the queue when its batch starts.
+        self._on_wait = on_wait
         self._max_inflight = max_inflight
         self._timeout = timeout_s
         # Loop-bound state is created by the first submit, inside the running loop.
@@ -310,6 +313,10 @@ class Batcher:
         assert loop is not None
         self._inflight += 1
         notify(self._on_batch, _rows(batch))
+        if self._on_wait is not None:
+            now = loop.time()
+            for request in batch:
+                notify(self._on_wait, now - request.arrived)
         if self._run_batch_async is not None:
             task = loop.create_task(self._run_on_loop(self._run_batch_async, batch))
             # The loop keeps only weak references to tasks.
@@ -414,6 +421,7 @@ class BatcherPool:
         on_batch: Callable[[int], None] | None = None,
         max_inflight: int = 1,
         timeout_s: float | None = None,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if (run_batch is None or executor is None) == (run_batch_async is None):
             raise ValueError("give run_batch and executor, or run_batch_async alone")
@@ -422,6 +430,7 @@ class BatcherPool:
         self._run_batch_async = run_batch_async
         self._executor = executor
         self._on_batch = on_batch
+        self._on_wait = on_wait
         self._max_inflight = max_inflight
         self._batchers: dict[str, Batcher] = {}
 
@@ -442,6 +451,7 @@ class BatcherPool:
                 on_batch=self._on_batch,
                 max_inflight=self._max_inflight,
                 timeout_s=self._timeout,
+                on_wait=self._on_wait,
             )
         return batcher
 
