@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     """Finished async jobs keep their inputs and outputs this long; then they are dropped
     (the job's status and timings stay)."""
 
+    usage_flush_s: float = Field(default=10.0, gt=0)
+    """How often a gateway adds its counted sync predictions to the usage table: usage
+    figures from other gateways lag by at most this much."""
+
     webhook_workers: int = Field(default=4, ge=1, le=64)
     """Webhook deliveries a gateway sends at once (its threads for them, however many are
     pending); each attempt ends within 10 s, the answer's reading included."""

@@ -43,6 +43,8 @@ from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
 from aiaas.trainings import demo
 from aiaas.trainings.routes import router as trainings_router
+from aiaas.usage.meter import AccountUsageCollector, UsageMeter
+from aiaas.usage.routes import router as usage_router
 from aiaas.worker.context import build_context
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,8 @@ def create_app(
         default_max_delay_ms=settings.max_delay_ms,
     )
     rate_limits, signin_throttle = make_limits(settings)
+    usage_meter = UsageMeter()
+    metrics.registry.register(AccountUsageCollector(usage_meter))
     bus.subscribe(events.API_KEY_REVOKED, credentials.forget_key)
     bus.subscribe(events.ACCOUNT_CHANGED, credentials.forget_account)
     bus.subscribe(events.MODEL_CHANGED, directory.forget)
@@ -196,12 +200,16 @@ def create_app(
         if settings.demo_models:
             await _start_demo_trainings(db, dispatcher, settings)
         reconciler = asyncio.create_task(_reconcile_forever(housekeeping, settings))
+        flusher = asyncio.create_task(_flush_usage_forever(usage_meter, db, settings))
         try:
             yield
         finally:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+            for task in (reconciler, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):  # counts lost only if the database is down
+                await asyncio.to_thread(usage_meter.flush, db)
             await asyncio.to_thread(webhook_sender.close)
             await dispatcher.close()
             if metrics_server is not None:
@@ -225,6 +233,7 @@ def create_app(
     app.state.dispatcher = dispatcher
     app.state.rate_limits = rate_limits
     app.state.signin_throttle = signin_throttle
+    app.state.usage_meter = usage_meter
     predict_path = PredictPath(
         settings=settings,
         credentials=credentials,
@@ -233,6 +242,7 @@ def create_app(
         metrics=metrics,
         record=functools.partial(prediction_service.record_sync, db, store),
         limits=rate_limits,
+        meter=usage_meter,
     )
     app.state.predict_path = predict_path
 
@@ -248,6 +258,7 @@ def create_app(
         (trainings_router, RouteClass.TRAIN),
         (admin_router, RouteClass.REGISTRY),
         (quotas_router, RouteClass.REGISTRY),
+        (usage_router, RouteClass.REGISTRY),
     ):
         app.include_router(router, dependencies=[Depends(rate_limited(route_class))])
 
@@ -274,6 +285,16 @@ async def _start_demo_trainings(db: Database, dispatcher: Dispatcher, settings: 
         return
     for training_id in started:
         dispatcher.submit_training(training_id)
+
+
+async def _flush_usage_forever(meter: UsageMeter, db: Database, settings: Settings) -> None:
+    """Add the counted sync predictions to the usage table every AIAAS_USAGE_FLUSH_S."""
+    while True:
+        await asyncio.sleep(settings.usage_flush_s)
+        try:
+            await asyncio.to_thread(meter.flush, db)
+        except Exception:  # kept for the next flush
+            log.exception("usage flush failed")
 
 
 async def _reconcile_forever(housekeeping: Callable[[], object], settings: Settings) -> None:

@@ -32,6 +32,7 @@ from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.ratelimits.limiter import Bucket
 from aiaas.ratelimits.policy import credential_id
 from aiaas.serving.runtime import postprocess
+from aiaas.usage.meter import UsageMeter
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class PredictPath:
     # Called, off the event loop, for models with ``capture_inputs`` on.
     record: Recorder | None = None
     limits: RateLimits | None = None
+    meter: UsageMeter | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
     _buckets: dict[int, tuple[object, list[Bucket]]] = field(default_factory=dict)
 
@@ -180,12 +182,21 @@ class PredictPath:
         start = time.perf_counter()
         user_id, rate_limit = await self.caller(authorization)
         resolved = await self.directory.resolve(name, ref, user_id)
-        batch = self.decode(body, content_type, resolved)
+        meter = self.meter
+        try:
+            batch = self.decode(body, content_type, resolved)
+        except AppError:
+            if meter is not None:
+                meter.record(user_id, resolved.model_id, rows=0, compute_s=0.0, error=True)
+            raise
         counters = self._counters(resolved)
         self._in_flight.inc()
+        forward = time.perf_counter()
+        failed = True
         try:
             # The dispatcher's batcher fails the request at the predict timeout.
             outputs = await self.dispatcher.predict(resolved.spec, batch)
+            failed = False
         except TimeoutError:
             counters.timeout.inc()
             raise GatewayTimeout(
@@ -201,6 +212,11 @@ class PredictPath:
             ) from exc
         finally:
             self._in_flight.dec()
+            if meter is not None:
+                took = time.perf_counter() - forward
+                meter.record(
+                    user_id, resolved.model_id, rows=len(batch), compute_s=took, error=failed
+                )
         counters.succeeded.inc()
         ident = fast_uuid4()
         if resolved.capture_inputs and self.record is not None:

@@ -1,0 +1,204 @@
+"""GET /v1/usage reports exactly what an account did; other accounts see none of it."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
+
+from aiaas.config import Settings
+from aiaas.db import Database
+from aiaas.main import create_app
+from aiaas.usage.meter import UsageMeter
+from tests.conftest import Account
+from tests.helpers import PASSWORD, assert_problem, bearer
+from tests.predictions.conftest import upload_version
+
+CONFIG = {"input_dim": 4, "hidden": [8], "output_dim": 3}
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.fixture
+def client(settings: Settings, committed_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    live = settings.model_copy(
+        update={
+            "database_url": committed_url,
+            "artifacts_url": str(tmp_path / "artifacts"),
+            "reconcile_interval_s": 3600.0,
+            "usage_flush_s": 3600.0,  # the test flushes by hand
+        }
+    )
+    with TestClient(create_app(live)) as test_client:
+        yield test_client
+
+
+def sign_up(client: TestClient) -> Account:
+    body = {"email": f"use-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+    created = client.post("/v1/auth/register", json=body)
+    token = client.post("/v1/auth/login", json=body).json()["access_token"]
+    return Account(created.json()["id"], body["email"], PASSWORD, token)
+
+
+def wait(client: TestClient, url: str, account: Account) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        doc: dict[str, Any] = client.get(url, headers=account.headers).json()
+        if doc["status"] in ("succeeded", "failed", "canceled"):
+            return doc
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.1)
+
+
+def test_usage_equals_what_the_account_did(client: TestClient) -> None:
+    owner, other = sign_up(client), sign_up(client)
+    name = f"use-{uuid.uuid4().hex[:6]}"
+    body = {"name": name, "task": "classification"}
+    assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
+    upload_version(client, owner, name, "mlp", CONFIG)
+    for rows in (1, 2, 3):
+        answer = client.post(
+            f"/v1/models/{name}/predict", json={"inputs": [ROW] * rows}, headers=owner.headers
+        )
+        assert answer.status_code == 200, answer.text
+    bad = client.post(f"/v1/models/{name}/predict", json={"inputs": [[1.0]]}, headers=owner.headers)
+    assert_problem(bad, 422)
+    job = client.post(
+        "/v1/predictions", json={"model": name, "inputs": [ROW] * 4}, headers=owner.headers
+    ).json()
+    assert wait(client, f"/v1/predictions/{job['id']}", owner)["status"] == "succeeded"
+    training = client.post(
+        "/v1/trainings",
+        json={
+            "model": f"{name}-t",
+            "dataset": "builtin:iris",
+            "architecture": "mlp",
+            "hyperparameters": {"epochs": 1},
+        },
+        headers=owner.headers,
+    ).json()
+    trained = wait(client, f"/v1/trainings/{training['id']}", owner)
+    assert trained["status"] == "succeeded"
+    csv = b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n"
+    dataset = client.post(
+        "/v1/datasets",
+        files={"file": ("d.csv", csv, "text/csv")},
+        data={"name": "d", "task": "classification"},
+        headers=owner.headers,
+    )
+    assert dataset.status_code == 201, dataset.text
+
+    # Before any flush: this gateway's unflushed counts are included.
+    now = datetime.now(UTC)
+    period = {
+        "from": (now - timedelta(days=1)).isoformat(),
+        "to": (now + timedelta(hours=1)).isoformat(),
+    }
+    first = client.get("/v1/usage", params=period, headers=owner.headers)
+    assert first.status_code == 200, first.text
+    meter: UsageMeter = client.app.state.usage_meter  # type: ignore[attr-defined]
+    assert meter.flush(client.app.state.db) >= 1  # type: ignore[attr-defined]
+    usage = client.get("/v1/usage", params=period, headers=owner.headers).json()
+    assert usage == first.json()  # the same figures, from the table now
+
+    (model,) = [m for m in usage["models"] if m["model"] == name]
+    totals = model["totals"]
+    assert totals["predictions"] == 3 + 1 + 1  # three sync, one refused, one async
+    assert totals["rows"] == 1 + 2 + 3 + 4
+    assert totals["errors"] == 1
+    assert totals["compute_s"] > 0
+    assert usage["granularity"] == "day"
+    assert usage["to"] > usage["from"]
+    assert usage["trainings"]["count"] == 1
+    assert usage["trainings"]["compute_s"] > 0
+
+    versions = [
+        client.get(f"/v1/models/{n}/versions/1", headers=owner.headers).json()["size_bytes"]
+        for n in (name, f"{name}-t")
+    ]
+    stored = usage["stored_bytes"]
+    assert stored["weights"] == sum(versions)
+    size = client.get(f"/v1/datasets/{dataset.json()['id']}", headers=owner.headers).json()
+    assert stored["datasets"] > 0
+    assert stored["total"] == stored["weights"] + stored["datasets"] + stored["jobs"]
+    assert size["rows"] == 3
+
+    nothing = client.get("/v1/usage", headers=other.headers).json()
+    assert nothing["models"] == []
+    assert nothing["trainings"]["count"] == 0
+
+    hourly = client.get("/v1/usage", params={"granularity": "hour"}, headers=owner.headers).json()
+    (hourly_model,) = [m for m in hourly["models"] if m["model"] == name]
+    assert sum(b["predictions"] for b in hourly_model["buckets"]) == 5
+    assert all(b["start"].endswith(":00:00Z") for b in hourly_model["buckets"])
+
+    metrics = client.get("/metrics").text
+    match = re.search(
+        rf'^aiaas_account_predictions_total\{{account="{owner.id}"\}} (\S+)$', metrics, re.M
+    )
+    assert match is not None
+    assert float(match.group(1)) == 4  # sync ones: async jobs are counted from their rows
+    assert "use-" not in "".join(
+        line for line in metrics.splitlines() if line.startswith("aiaas_account_")
+    )
+
+
+def test_bad_periods_are_refused(client: TestClient) -> None:
+    owner = sign_up(client)
+    now = datetime.now(UTC)
+    for params in (
+        {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()},
+        {"from": (now - timedelta(days=40)).isoformat(), "granularity": "hour"},
+        {"granularity": "minute"},
+    ):
+        assert_problem(client.get("/v1/usage", params=params, headers=owner.headers), 422)
+    key = client.post(
+        "/v1/api-keys", json={"name": "p", "scopes": ["predict"]}, headers=owner.headers
+    ).json()["key"]
+    assert_problem(client.get("/v1/usage", headers=bearer(key)), 403)
+
+
+def test_the_meter_adds_to_existing_rows_and_keeps_counts_when_a_flush_fails(
+    committed_url: str,
+) -> None:
+    database = Database.from_url(committed_url)
+    account, model = uuid.uuid4(), uuid.uuid4()
+    try:
+        meter = UsageMeter()
+        at = time.time()
+        meter.record(account, model, rows=2, compute_s=0.5, error=False, at=at)
+        meter.flush(database)
+        meter.record(account, model, rows=3, compute_s=0.25, error=True, at=at)
+        # Nothing listens on port 1 of loopback: the flush fails at once.
+        broken = Database.from_url("postgresql+psycopg://postgres@127.0.0.1:1/none", timeout_s=1)
+        with pytest.raises(OperationalError):
+            meter.flush(broken)
+        broken.dispose()
+        ((_, counts),) = meter.pending(account).items()
+        assert (counts.predictions, counts.rows, counts.errors) == (1, 3, 1)
+        meter.flush(database)
+        assert meter.pending(account) == {}
+        from sqlalchemy import select
+
+        from aiaas.usage.models import UsageHour
+
+        with database.session() as session:
+            row = session.scalars(select(UsageHour).where(UsageHour.account_id == account)).one()
+            assert (row.predictions, row.rows, row.compute_s, row.errors) == (2, 5, 0.75, 1)
+    finally:
+        database.dispose()
+
+
+def test_the_meter_is_bounded() -> None:
+    meter = UsageMeter(max_keys=3)
+    for _ in range(5):
+        meter.record(uuid.uuid4(), uuid.uuid4(), rows=1, compute_s=0.0, error=False)
+    assert len(meter._counts) == 3
+    assert meter.dropped == 2
