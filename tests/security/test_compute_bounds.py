@@ -97,7 +97,7 @@ def test_a_config_sequence_over_the_limit_is_refused() -> None:
     assert refused.value.errors[0]["loc"] == ["config", "seq_len"]
 
 
-@pytest.mark.parametrize("media", ["json", "npy"])
+@pytest.mark.parametrize("media", ["json", "npy", "async"])
 def test_a_variable_length_input_over_the_limit_is_a_422_naming_the_axis(
     client: TestClient,
     account: Account,
@@ -110,6 +110,9 @@ def test_a_variable_length_input_over_the_limit_is_a_422_naming_the_axis(
     x = np.zeros((1, steps, 2), dtype=np.float32)
     if media == "json":
         answer = client.post("/v1/models/var-gru/predict", json={"inputs": x.tolist()}, headers=key)
+    elif media == "async":
+        job = {"model": "var-gru", "inputs": x.tolist()}
+        answer = client.post("/v1/predictions", json=job, headers=key)
     else:
         import io
 
@@ -122,6 +125,7 @@ def test_a_variable_length_input_over_the_limit_is_a_422_naming_the_axis(
         )
     problem = assert_problem(answer, 422)
     assert "axis 1" in problem["detail"]
+    assert problem["errors"][0]["loc"][-1] == "axis 1", problem
     assert str(LIMITS.max_sequence_length) in problem["detail"]
     # At the limit it is served.
     ok = client.post(
@@ -135,3 +139,17 @@ def test_a_variable_length_input_over_the_limit_is_a_422_naming_the_axis(
 def test_the_default_limits_are_the_settings_defaults() -> None:
     assert LIMITS.max_activation_bytes == 256 * MB
     assert LIMITS.max_sequence_length == 4096
+
+
+def test_a_limit_lowered_later_leaves_registered_versions_servable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.serving.helpers import load_runtime, make_module, make_spec
+
+    spec = make_spec("mlp")
+    module = make_module(spec)  # registered while the limit was higher
+    monkeypatch.setattr(LIMITS, "max_activation_bytes", 1)
+    with pytest.raises(ConfigInvalid):
+        parse_config("mlp", dict(spec.config), max_parameters=10**9)
+    runtime, _ = load_runtime(spec, module=module)
+    assert runtime.predict(np.zeros((1, 64), dtype=np.float32)).shape == (1, 10)

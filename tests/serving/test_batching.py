@@ -465,3 +465,42 @@ def test_a_batch_waiting_behind_another_models_forward_drops_its_expired_request
 
     run(main())
     assert other.rows == [1]  # only the request that came in time was computed
+
+
+def test_a_batch_whose_callers_all_gave_up_is_never_computed(executor: Executor) -> None:
+    """A caller that cancels while its batch waits for the shared thread is not computed
+    for; with nobody left in the batch, its forward does not run at all."""
+    slow, other = Recorder(held=True), Recorder()
+    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
+    short_model = Batcher(other, max_batch_size=8, max_delay_ms=0, executor=executor)
+
+    async def main() -> None:
+        blocker = await hold(long_model, slow)
+        abandoned = short_model.submit(rows(1.0))
+        assert short_model.inflight == 1  # handed to the thread, behind the long forward
+        abandoned.cancel()
+        slow.gate.set()
+        await blocker
+        await until(lambda: short_model.inflight == 0)
+
+    run(main())
+    assert other.shapes == []
+
+
+def test_only_the_callers_still_waiting_are_computed(executor: Executor) -> None:
+    slow, other = Recorder(held=True), Recorder()
+    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
+    # Two rows fill a batch at once; the long delay keeps them together until then.
+    short_model = Batcher(other, max_batch_size=2, max_delay_ms=10_000, executor=executor)
+
+    async def main() -> None:
+        blocker = await hold(long_model, slow)
+        gone, kept = short_model.submit(rows(1.0)), short_model.submit(rows(2.0))
+        assert (short_model.inflight, short_model.queued) == (1, 0)  # one batch of both
+        gone.cancel()
+        slow.gate.set()
+        await blocker
+        np.testing.assert_array_equal(await kept, compute(rows(2.0)))
+
+    run(main())
+    assert other.rows == [1]

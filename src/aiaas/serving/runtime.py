@@ -127,7 +127,9 @@ class ModelRuntime:
     ) -> ModelRuntime:
         # The gateway enforced the parameter limit at registration; a limit changed since
         # then must not make already registered versions unservable.
-        config = parse_config(spec.architecture, spec.config, max_parameters=sys.maxsize)
+        config = parse_config(
+            spec.architecture, spec.config, max_parameters=sys.maxsize, compute_limits=False
+        )
         output_dim = getattr(config, "output_dim", None)
         if spec.labels is not None and output_dim is not None and len(spec.labels) != output_dim:
             raise ValueError(f"{len(spec.labels)} labels for a model with {output_dim} outputs")

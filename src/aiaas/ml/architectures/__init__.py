@@ -68,11 +68,20 @@ def activation_bytes(architecture: str, config: BaseModel) -> int:
     return 4 * arch.activation_count(config, seq_len=LIMITS.max_sequence_length)
 
 
-def parse_config(architecture: str, raw: Mapping[str, Any], *, max_parameters: int) -> BaseModel:
+def parse_config(
+    architecture: str,
+    raw: Mapping[str, Any],
+    *,
+    max_parameters: int,
+    compute_limits: bool = True,
+) -> BaseModel:
     """Validate ``raw`` for ``architecture`` and refuse models over ``max_parameters``, over
     the activation memory of one example or over the sequence length limit.
 
-    Raises ``UnknownArchitecture`` or ``ConfigInvalid``; nothing is allocated here.
+    ``compute_limits=False`` skips the activation and sequence limits: for configs accepted
+    before (loading a registered version, resuming a training), which a limit lowered since
+    must not make unservable. Raises ``UnknownArchitecture`` or ``ConfigInvalid``; nothing is
+    allocated here.
     """
     arch = get_architecture(architecture)
     data = dict(raw) if isinstance(raw, Mapping) else raw
@@ -88,6 +97,8 @@ def parse_config(architecture: str, raw: Mapping[str, Any], *, max_parameters: i
     if count > max_parameters:
         msg = f"the model would have {count} parameters, over the limit of {max_parameters}"
         raise ConfigInvalid([{"loc": ["config"], "msg": msg, "type": "too_many_parameters"}])
+    if not compute_limits:
+        return config
     seq_len = getattr(config, "seq_len", None)
     if isinstance(seq_len, int) and seq_len > LIMITS.max_sequence_length:
         msg = f"seq_len {seq_len} is over the limit of {LIMITS.max_sequence_length} steps"
