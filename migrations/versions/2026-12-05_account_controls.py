@@ -1,7 +1,7 @@
 """Account controls: suspension, per-account limits, token versions, the audit log.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-05 12:30:00+00:00
 """
 

@@ -2,7 +2,7 @@
 the artifact store; expired jobs.
 
 Revision ID: 0010
-Revises: 0009
+Revises: 0008
 Create Date: 2026-12-05 12:50:00+00:00
 """
 

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from sqlalchemy import or_, select, update
@@ -128,13 +128,13 @@ class WebhookSender:
                     continue  # another sender took it
                 with self._lock:
                     self._busy += 1
-                self._pool.submit(self._attempt, job_id)
+                self._pool.submit(self._attempt, job_id, until)
                 started += 1
         return started
 
-    def _attempt(self, job_id: uuid.UUID) -> None:
+    def _attempt(self, job_id: uuid.UUID, claim: datetime) -> None:
         try:
-            self.attempt(job_id)
+            self.attempt(job_id, claim=claim)
         except Exception:  # the claim expires and another attempt follows
             log.exception("webhook attempt for %s failed", job_id)
         finally:
@@ -142,8 +142,10 @@ class WebhookSender:
                 self._busy -= 1
             self._wake.set()  # a slot is free: more may be due
 
-    def attempt(self, job_id: uuid.UUID) -> bool:
-        """One delivery attempt of a claimed job. True once delivered."""
+    def attempt(self, job_id: uuid.UUID, *, claim: datetime | None = None) -> bool:
+        """One delivery attempt of a job claimed until ``claim``. True once delivered. The
+        outcome is recorded only while the claim is still this sender's: one that ran past
+        it (and was taken over) must not undo the other sender's delivery."""
         # Read what the attempt needs, then close the session: the receiver may take its time.
         with self._database.session() as session:
             job = session.get(Prediction, job_id)
@@ -168,9 +170,14 @@ class WebhookSender:
             next_due = None
             if not result.delivered and retries_done < len(webhooks.RETRY_DELAYS_S):
                 next_due = utcnow() + timedelta(seconds=webhooks.RETRY_DELAYS_S[retries_done])
+            held = (
+                Prediction.webhook_claimed_until == claim
+                if claim is not None
+                else Prediction.webhook_claimed_until.is_(None)
+            )
             session.execute(
                 update(Prediction)
-                .where(Prediction.id == job_id)
+                .where(Prediction.id == job_id, held, Prediction.webhook_delivered_at.is_(None))
                 .values(
                     webhook_attempts=Prediction.webhook_attempts + 1,
                     webhook_last_status=result.status,

@@ -31,7 +31,7 @@ from aiaas.predictions.models import CANCELED, FINISHED, QUEUED, RUNNING, SUCCEE
 from aiaas.predictions.schemas import PredictionCreate, PredictionRead, Timings, WebhookRead
 from aiaas.registry import service as registry
 from aiaas.registry import versions
-from aiaas.registry.models import ModelAlias
+from aiaas.registry.models import ModelAlias, ModelVersion
 from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
 from aiaas.serving.runtime import postprocess
 from aiaas.storage import ArtifactStore
@@ -225,6 +225,8 @@ def expire_finished(
                     Prediction.kind == "async",
                     Prediction.finished_at < cutoff,
                     Prediction.expired_at.is_(None),
+                    # A webhook still to send carries the outputs: expire after it.
+                    Prediction.webhook_due_at.is_(None),
                 )
                 .limit(limit)
             )
@@ -236,13 +238,21 @@ def expire_finished(
             job.inputs_sha256 = job.outputs_sha256 = None
             job.expired_at = now
         session.commit()
+        # Imported here: the datasets and trainings domains import this module.
+        from aiaas.datasets.models import Dataset
+        from aiaas.trainings.models import Training
+
         for sha in blobs:
-            used = session.scalar(
-                select(Prediction.id)
-                .where(or_(Prediction.inputs_sha256 == sha, Prediction.outputs_sha256 == sha))
-                .limit(1)
+            # Blobs are shared by content across every table (and every account).
+            held = (
+                select(Prediction.id).where(
+                    or_(Prediction.inputs_sha256 == sha, Prediction.outputs_sha256 == sha)
+                ),
+                select(ModelVersion.id).where(ModelVersion.sha256 == sha),
+                select(Dataset.id).where(Dataset.sha256 == sha),
+                select(Training.id).where(Training.checkpoint_sha256 == sha),
             )
-            if used is None:
+            if all(session.scalar(query.limit(1)) is None for query in held):
                 store.delete(sha)
         session.rollback()
     return len(jobs)

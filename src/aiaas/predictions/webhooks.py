@@ -49,8 +49,14 @@ def system_resolver(host: str, port: int) -> list[str]:
 def address_problem(address: str) -> str | None:
     """Why a webhook must not go to this IP address, or None if it is a public unicast one."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address: judge the address they lead to.
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
+        elif ip.teredo is not None:
+            ip = ip.teredo[1]
     # Most specific first: 127.0.0.1 is also "private" to the ipaddress module.
     for name, flag in (
         ("unspecified", ip.is_unspecified),
