@@ -143,9 +143,9 @@ class WebhookSender:
             self._wake.set()  # a slot is free: more may be due
 
     def attempt(self, job_id: uuid.UUID, *, claim: datetime | None = None) -> bool:
-        """One delivery attempt of a job claimed until ``claim``. True once delivered. The
-        outcome is recorded only while the claim is still this sender's: one that ran past
-        it (and was taken over) must not undo the other sender's delivery."""
+        """One delivery attempt of a claimed job. True once delivered. Once a delivery is
+        recorded nothing overwrites it: a sender that ran past its claim (and was taken
+        over) cannot undo the other sender's delivery."""
         # Read what the attempt needs, then close the session: the receiver may take its time.
         with self._database.session() as session:
             job = session.get(Prediction, job_id)
@@ -170,14 +170,9 @@ class WebhookSender:
             next_due = None
             if not result.delivered and retries_done < len(webhooks.RETRY_DELAYS_S):
                 next_due = utcnow() + timedelta(seconds=webhooks.RETRY_DELAYS_S[retries_done])
-            held = (
-                Prediction.webhook_claimed_until == claim
-                if claim is not None
-                else Prediction.webhook_claimed_until.is_(None)
-            )
             session.execute(
                 update(Prediction)
-                .where(Prediction.id == job_id, held, Prediction.webhook_delivered_at.is_(None))
+                .where(Prediction.id == job_id, Prediction.webhook_delivered_at.is_(None))
                 .values(
                     webhook_attempts=Prediction.webhook_attempts + 1,
                     webhook_last_status=result.status,
