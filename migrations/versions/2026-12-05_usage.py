@@ -1,4 +1,4 @@
-"""Usage: sync predictions per account, model and hour, added to by the gateways' meters.
+"""Usage: predictions and trainings per account, model and hour, added to by the meters.
 
 Revision ID: 0011
 Revises: 0010
@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("rows", sa.Integer(), nullable=False),
         sa.Column("compute_s", sa.Float(), nullable=False),
         sa.Column("errors", sa.Integer(), nullable=False),
+        sa.Column("trainings", sa.Integer(), nullable=False),
+        sa.Column("training_compute_s", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_usage_hours")),
         sa.UniqueConstraint(
             "account_id", "model_id", "hour", name=op.f("uq_usage_hours_account_id")

@@ -89,6 +89,7 @@ def make_dispatcher(
     store: ArtifactStore,
     metrics: Metrics,
     on_webhook_due: Callable[[], None],
+    usage: UsageMeter | None = None,
 ) -> Dispatcher:
     """Celery workers when a broker is configured, else this process's own threads."""
     if settings.broker_url:
@@ -105,6 +106,7 @@ def make_dispatcher(
         schedule_webhook=schedule_webhook,
         database=database,
         store=store,
+        usage=usage,
     )
     return InProcessDispatcher(ctx, on_webhook_due=on_webhook_due)
 
@@ -157,8 +159,16 @@ def create_app(
     webhook_sender = WebhookSender(
         db, store, allow_private=settings.webhook_allow_private, workers=settings.webhook_workers
     )
+    # One meter for the process: in embedded mode its jobs and trainings count in it too.
+    usage_meter = UsageMeter()
+    metrics.registry.register(AccountUsageCollector(usage_meter))
     dispatcher = make_dispatcher(
-        settings, database=db, store=store, metrics=metrics, on_webhook_due=webhook_sender.wake
+        settings,
+        database=db,
+        store=store,
+        metrics=metrics,
+        on_webhook_due=webhook_sender.wake,
+        usage=usage_meter,
     )
     credentials = CredentialCache(db, secret=settings.secret, ttl_s=settings.auth_cache_ttl_s)
     directory = ModelDirectory(
@@ -168,8 +178,6 @@ def create_app(
         default_max_delay_ms=settings.max_delay_ms,
     )
     rate_limits, signin_throttle = make_limits(settings)
-    usage_meter = UsageMeter()
-    metrics.registry.register(AccountUsageCollector(usage_meter))
     bus.subscribe(events.API_KEY_REVOKED, credentials.forget_key)
     bus.subscribe(events.ACCOUNT_CHANGED, credentials.forget_account)
     bus.subscribe(events.MODEL_CHANGED, directory.forget)
@@ -208,10 +216,11 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            with contextlib.suppress(Exception):  # counts lost only if the database is down
-                await asyncio.to_thread(usage_meter.flush, db)
             await asyncio.to_thread(webhook_sender.close)
             await dispatcher.close()
+            # After the dispatcher: what its last jobs and trainings counted goes in too.
+            with contextlib.suppress(Exception):  # counts lost only if the database is down
+                await asyncio.to_thread(usage_meter.flush, db)
             if metrics_server is not None:
                 metrics_server.close()
             await rate_limits.limiter.aclose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,12 +14,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from aiaas.config import Settings
+from aiaas.datasets.models import Dataset
 from aiaas.db import Database
 from aiaas.main import create_app
 from aiaas.usage.meter import UsageMeter
+from aiaas.usage.models import UsageHour
 from tests.conftest import Account
 from tests.helpers import PASSWORD, assert_problem, bearer
 from tests.predictions.conftest import upload_version
@@ -57,7 +62,13 @@ def wait(client: TestClient, url: str, account: Account) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def test_usage_equals_what_the_account_did(client: TestClient) -> None:
+def metric(text: str, name: str, account: str) -> float:
+    match = re.search(rf'^{name}\{{account="{account}"\}} (\S+)$', text, re.M)
+    assert match is not None, name
+    return float(match.group(1))
+
+
+def test_usage_equals_what_the_account_did(client: TestClient, committed_url: str) -> None:
     owner, other = sign_up(client), sign_up(client)
     name = f"use-{uuid.uuid4().hex[:6]}"
     body = {"name": name, "task": "classification"}
@@ -125,10 +136,15 @@ def test_usage_equals_what_the_account_did(client: TestClient) -> None:
     ]
     stored = usage["stored_bytes"]
     assert stored["weights"] == sum(versions)
-    size = client.get(f"/v1/datasets/{dataset.json()['id']}", headers=owner.headers).json()
-    assert stored["datasets"] > 0
+    database = Database.from_url(committed_url)
+    try:
+        with database.session() as session:
+            dataset_row = session.get(Dataset, uuid.UUID(dataset.json()["id"]))
+            assert dataset_row is not None
+            assert stored["datasets"] == dataset_row.size_bytes > 0
+    finally:
+        database.dispose()
     assert stored["total"] == stored["weights"] + stored["datasets"] + stored["jobs"]
-    assert size["rows"] == 3
 
     nothing = client.get("/v1/usage", headers=other.headers).json()
     assert nothing["models"] == []
@@ -140,14 +156,28 @@ def test_usage_equals_what_the_account_did(client: TestClient) -> None:
     assert all(b["start"].endswith(":00:00Z") for b in hourly_model["buckets"])
 
     metrics = client.get("/metrics").text
-    match = re.search(
-        rf'^aiaas_account_predictions_total\{{account="{owner.id}"\}} (\S+)$', metrics, re.M
+    assert metric(metrics, "aiaas_account_predictions_total", owner.id) == 5
+    assert metric(metrics, "aiaas_account_rows_total", owner.id) == 10
+    assert metric(metrics, "aiaas_account_errors_total", owner.id) == 1
+    assert metric(metrics, "aiaas_account_compute_seconds_total", owner.id) == pytest.approx(
+        totals["compute_s"]
     )
-    assert match is not None
-    assert float(match.group(1)) == 4  # sync ones: async jobs are counted from their rows
-    assert "use-" not in "".join(
-        line for line in metrics.splitlines() if line.startswith("aiaas_account_")
-    )
+    assert metric(metrics, "aiaas_account_trainings_total", owner.id) == 1
+    assert metric(
+        metrics, "aiaas_account_training_compute_seconds_total", owner.id
+    ) == pytest.approx(usage["trainings"]["compute_s"])
+    account_lines = [line for line in metrics.splitlines() if line.startswith("aiaas_account_")]
+    assert not any(other.id in line for line in account_lines)
+    assert "use-" not in "".join(account_lines)
+
+    # Deleting the models deletes their jobs and trainings, not what they used.
+    for deleted in (name, f"{name}-t"):
+        gone = client.delete(f"/v1/models/{deleted}", headers=owner.headers)
+        assert gone.status_code == 204, gone.text
+    after = client.get("/v1/usage", params=period, headers=owner.headers).json()
+    (kept,) = [m for m in after["models"] if m["model_id"] == model["model_id"]]
+    assert kept["totals"] == totals
+    assert after["trainings"] == usage["trainings"]
 
 
 def test_bad_periods_are_refused(client: TestClient) -> None:
@@ -176,6 +206,8 @@ def test_the_meter_adds_to_existing_rows_and_keeps_counts_when_a_flush_fails(
         meter.record(account, model, rows=2, compute_s=0.5, error=False, at=at)
         meter.flush(database)
         meter.record(account, model, rows=3, compute_s=0.25, error=True, at=at)
+        meter.record_training(account, model, compute_s=2.0, finished=False, at=at)
+        meter.record_training(account, model, compute_s=1.5, finished=True, at=at)
         # Nothing listens on port 1 of loopback: the flush fails at once.
         broken = Database.from_url("postgresql+psycopg://postgres@127.0.0.1:1/none", timeout_s=1)
         with pytest.raises(OperationalError):
@@ -185,13 +217,10 @@ def test_the_meter_adds_to_existing_rows_and_keeps_counts_when_a_flush_fails(
         assert (counts.predictions, counts.rows, counts.errors) == (1, 3, 1)
         meter.flush(database)
         assert meter.pending(account) == {}
-        from sqlalchemy import select
-
-        from aiaas.usage.models import UsageHour
-
         with database.session() as session:
             row = session.scalars(select(UsageHour).where(UsageHour.account_id == account)).one()
             assert (row.predictions, row.rows, row.compute_s, row.errors) == (2, 5, 0.75, 1)
+            assert (row.trainings, row.training_compute_s) == (1, 3.5)
     finally:
         database.dispose()
 
@@ -202,3 +231,35 @@ def test_the_meter_is_bounded() -> None:
         meter.record(uuid.uuid4(), uuid.uuid4(), rows=1, compute_s=0.0, error=False)
     assert len(meter._counts) == 3
     assert meter.dropped == 2
+
+
+def test_the_meter_counts_every_record_from_many_threads() -> None:
+    meter = UsageMeter()
+    accounts = [uuid.uuid4() for _ in range(2)]
+    model = uuid.uuid4()
+    per_thread, threads = 5_000, 8
+    start = threading.Barrier(threads)
+
+    def work(i: int) -> None:
+        start.wait()
+        for n in range(per_thread):
+            meter.record(accounts[n % 2], model, rows=2, compute_s=0.5, error=n % 5 == 0)
+            if n % 100 == 0:
+                meter.record_training(accounts[i % 2], model, compute_s=1.0, finished=True)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up
+    try:
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    pending = [c for account in accounts for c in meter.pending(account).values()]
+    assert sum(c.predictions for c in pending) == per_thread * threads
+    assert sum(c.rows for c in pending) == 2 * per_thread * threads
+    assert sum(c.errors for c in pending) == per_thread // 5 * threads
+    assert sum(c.trainings for c in pending) == per_thread // 100 * threads
+    assert sum(c.predictions for c in meter.totals.values()) == per_thread * threads

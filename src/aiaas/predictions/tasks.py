@@ -110,6 +110,13 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return "dropped"  # canceled meanwhile, or taken over by a later attempt
     ctx.metrics.predictions.labels(model_name, str(number), str(values["status"])).inc()
+    ctx.usage.record(
+        job.owner_id,
+        job.model_id,
+        rows=job.input_rows,
+        compute_s=compute,
+        error=values["status"] == FAILED,
+    )
     if webhook:
         ctx.schedule_webhook(job_id, 0.0)
     return str(values["status"])

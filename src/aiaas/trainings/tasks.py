@@ -264,14 +264,30 @@ def run_training(ctx: WorkerContext, training_id: str) -> str:
                 {"status": FAILED, "version": None, "error": error})  # fmt: skip
         ctx.metrics.trainings.labels(FAILED).inc()
         return FAILED
+    # Read first: a training deleted with its model meanwhile still cost what it ran.
+    owner = _owner_and_model(ctx, ident)
     ctx.metrics.trainings_running.inc()
+    began = time.perf_counter()
     try:
         status = _run(ctx, ident, attempt)
     finally:
         ctx.metrics.trainings_running.dec()
     if status in (SUCCEEDED, FAILED):
         ctx.metrics.trainings.labels(status).inc()
+    if owner is not None:
+        # A dropped attempt's seconds were spent too; the attempt that resumes it counts it.
+        ctx.usage.record_training(
+            *owner, compute_s=time.perf_counter() - began, finished=status in (SUCCEEDED, FAILED)
+        )
     return status
+
+
+def _owner_and_model(ctx: WorkerContext, ident: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
+    with ctx.database.session() as session:
+        row = session.execute(
+            select(Training.owner_id, Training.model_id).where(Training.id == ident)
+        ).first()
+    return None if row is None else (row.owner_id, row.model_id)
 
 
 def _run(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:

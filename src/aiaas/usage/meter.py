@@ -1,5 +1,10 @@
-"""Sync predictions counted in memory and flushed to ``usage_hours``: no database write per
-prediction.
+"""Predictions and trainings counted in memory and flushed to ``usage_hours``: no database
+write per prediction.
+
+Each process that finishes work meters it: a gateway its sync predictions (and, in embedded
+mode, its async jobs and trainings), a worker its async jobs and trainings. Usage is counted
+here rather than from the jobs' rows so that it outlives them (deleting a model deletes its
+jobs and trainings, not what they cost).
 
 ``record`` is a dict update under a lock. ``flush`` (every ``AIAAS_USAGE_FLUSH_S`` and at
 shutdown) adds the counts to their hour's row with one upsert per key; figures are exact up
@@ -38,12 +43,26 @@ class Counts:
     rows: int = 0
     compute_s: float = 0.0
     errors: int = 0
+    trainings: int = 0
+    training_compute_s: float = 0.0
 
     def add(self, other: Counts) -> None:
         self.predictions += other.predictions
         self.rows += other.rows
         self.compute_s += other.compute_s
         self.errors += other.errors
+        self.trainings += other.trainings
+        self.training_compute_s += other.training_compute_s
+
+    def copy(self) -> Counts:
+        return Counts(
+            self.predictions,
+            self.rows,
+            self.compute_s,
+            self.errors,
+            self.trainings,
+            self.training_compute_s,
+        )
 
 
 def hour_of(at: datetime) -> datetime:
@@ -94,11 +113,38 @@ class UsageMeter:
             counts.compute_s += compute_s
             counts.errors += int(error)
 
+    def record_training(
+        self,
+        account_id: uuid.UUID,
+        model_id: uuid.UUID,
+        *,
+        compute_s: float,
+        finished: bool,
+        at: float | None = None,
+    ) -> None:
+        """Count one attempt at a training: its compute seconds, and the training itself once
+        it ``finished`` (an attempt a later one resumes adds only its seconds)."""
+        key = (account_id, model_id, int((time.time() if at is None else at) // 3600))
+        with self._lock:
+            total = self.totals.get(account_id)
+            if total is None:
+                total = self.totals[account_id] = Counts()
+            total.trainings += int(finished)
+            total.training_compute_s += compute_s
+            counts = self._counts.get(key)
+            if counts is None:
+                if len(self._counts) >= self._max:
+                    self.dropped += 1
+                    return
+                counts = self._counts[key] = Counts()
+            counts.trainings += int(finished)
+            counts.training_compute_s += compute_s
+
     def pending(self, account_id: uuid.UUID) -> dict[tuple[uuid.UUID, datetime], Counts]:
         """What this meter holds for one account, not yet flushed: (model, hour) -> copies."""
         with self._lock:
             return {
-                (key[1], hour_start(key[2])): Counts(c.predictions, c.rows, c.compute_s, c.errors)
+                (key[1], hour_start(key[2])): c.copy()
                 for key, c in self._counts.items()
                 if key[0] == account_id
             }
@@ -122,6 +168,8 @@ class UsageMeter:
                         rows=counts.rows,
                         compute_s=counts.compute_s,
                         errors=counts.errors,
+                        trainings=counts.trainings,
+                        training_compute_s=counts.training_compute_s,
                     )
                     excluded = statement.excluded
                     session.execute(
@@ -132,6 +180,10 @@ class UsageMeter:
                                 "rows": UsageHour.rows + excluded.rows,
                                 "compute_s": UsageHour.compute_s + excluded.compute_s,
                                 "errors": UsageHour.errors + excluded.errors,
+                                "trainings": UsageHour.trainings + excluded.trainings,
+                                "training_compute_s": (
+                                    UsageHour.training_compute_s + excluded.training_compute_s
+                                ),
                             },
                         )
                     )
@@ -140,7 +192,9 @@ class UsageMeter:
             self._restore(taken)
             raise
         if self.dropped:
-            log.warning("usage meter full: %d predictions were not counted", self.dropped)
+            log.warning(
+                "usage meter full: %d predictions or trainings were not counted", self.dropped
+            )
             self.dropped = 0
         return len(taken)
 
@@ -150,7 +204,7 @@ class UsageMeter:
                 mine = self._counts.get(key)
                 if mine is None:
                     if len(self._counts) >= self._max:
-                        self.dropped += counts.predictions
+                        self.dropped += counts.predictions + counts.trainings
                         continue
                     self._counts[key] = counts
                 else:
@@ -158,31 +212,40 @@ class UsageMeter:
 
 
 class AccountUsageCollector:
-    """The meter's per-account totals on /metrics, labelled by account id, never a name."""
+    """The meter's per-account totals since this process started on /metrics (the gateway's
+    and each worker's), labelled by account id, never a name: a sum over the processes gives
+    the figures ``GET /v1/usage`` reports."""
 
     def __init__(self, meter: UsageMeter) -> None:
         self._meter = meter
 
     def collect(self) -> Iterator[Metric]:
         with self._meter._lock:
-            totals = {
-                account: Counts(c.predictions, c.rows, c.compute_s, c.errors)
-                for account, c in self._meter.totals.items()
-            }
+            totals = {account: c.copy() for account, c in self._meter.totals.items()}
         families = {
             "predictions": CounterMetricFamily(
-                "aiaas_account_predictions", "Sync predictions per account.", labels=["account"]
+                "aiaas_account_predictions",
+                "Predictions (sync and async) per account.",
+                labels=["account"],
             ),
             "rows": CounterMetricFamily(
-                "aiaas_account_rows", "Rows of sync predictions per account.", labels=["account"]
+                "aiaas_account_rows", "Rows predicted per account.", labels=["account"]
             ),
             "compute_s": CounterMetricFamily(
                 "aiaas_account_compute_seconds",
-                "Seconds sync predictions took per account.",
+                "Seconds predictions took per account.",
                 labels=["account"],
             ),
             "errors": CounterMetricFamily(
-                "aiaas_account_errors", "Failed sync predictions per account.", labels=["account"]
+                "aiaas_account_errors", "Failed predictions per account.", labels=["account"]
+            ),
+            "trainings": CounterMetricFamily(
+                "aiaas_account_trainings", "Trainings that ended per account.", labels=["account"]
+            ),
+            "training_compute_s": CounterMetricFamily(
+                "aiaas_account_training_compute_seconds",
+                "Seconds trainings ran per account.",
+                labels=["account"],
             ),
         }
         for account, counts in totals.items():

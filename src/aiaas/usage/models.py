@@ -10,8 +10,9 @@ from aiaas.db import Base, UTCDateTime
 
 
 class UsageHour(Base):
-    """Sync predictions of one account on one model in one hour, added to by each flush of
-    the gateways' meters (async jobs and trainings are counted from their own rows)."""
+    """What one account used of one model in one hour (predictions, and trainings that made
+    or retrained it), added to by each flush of the gateways' and workers' meters. No foreign
+    keys: usage outlives the model and the account's jobs."""
 
     __tablename__ = "usage_hours"
     __table_args__ = (UniqueConstraint("account_id", "model_id", "hour"),)
@@ -24,3 +25,5 @@ class UsageHour(Base):
     rows: Mapped[int] = mapped_column(Integer, default=0)
     compute_s: Mapped[float] = mapped_column(Float, default=0.0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
+    trainings: Mapped[int] = mapped_column(Integer, default=0)
+    training_compute_s: Mapped[float] = mapped_column(Float, default=0.0)

@@ -27,8 +27,8 @@ def get_usage(
 ) -> UsageRead:
     """Your account's usage: predictions, rows, compute seconds and errors per model and
     day (or hour), trainings and their compute seconds, and the bytes you store. Default
-    period: the last 30 days. Sync predictions are counted within one flush interval
-    (``AIAAS_USAGE_FLUSH_S``) on other gateways, at once on this one."""
+    period: the last 30 days. What other gateways and the workers counted shows within one
+    flush interval (``AIAAS_USAGE_FLUSH_S``); what this gateway counted, at once."""
     if "models:read" not in principal.scopes:
         raise MissingScope("models:read")
     end = _aware(end) if end else datetime.now(UTC)

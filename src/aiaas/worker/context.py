@@ -22,6 +22,7 @@ from aiaas.serving.device import select_device
 from aiaas.serving.runtime import ModelRuntime
 from aiaas.serving.spec import ServingSpec
 from aiaas.storage import ArtifactStore, open_store
+from aiaas.usage.meter import UsageMeter
 
 MB = 1024 * 1024
 
@@ -41,6 +42,9 @@ class WorkerContext:
     # Set when the process shuts down: long tasks (trainings) stop at their next step and
     # leave their row to be resumed from its checkpoint.
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Counts the async jobs and trainings this process finishes (the gateway's own meter in
+    # embedded mode); flushed to the usage table by whoever owns the process.
+    usage: UsageMeter = field(default_factory=UsageMeter)
 
     def runtime(self, spec: ServingSpec) -> ModelRuntime:
         runtime: ModelRuntime = self.runtimes.get(spec)
@@ -54,6 +58,7 @@ def build_context(
     schedule_webhook: WebhookScheduler,
     database: Database | None = None,
     store: ArtifactStore | None = None,
+    usage: UsageMeter | None = None,
 ) -> WorkerContext:
     configure_limits(
         max_activation_mb=settings.max_activation_mb,
@@ -94,4 +99,5 @@ def build_context(
         runtimes=runtimes,
         metrics=metrics,
         schedule_webhook=schedule_webhook,
+        usage=usage or UsageMeter(),
     )

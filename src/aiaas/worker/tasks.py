@@ -7,6 +7,7 @@ database engine, Redis connection or CUDA context is inherited from a parent.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery import shared_task, signals
@@ -15,10 +16,12 @@ from aiaas.config import get_settings
 from aiaas.metrics import Metrics
 from aiaas.predictions import tasks
 from aiaas.trainings import tasks as training_tasks
+from aiaas.usage.meter import AccountUsageCollector
 from aiaas.worker.batches import BatchConsumer
 from aiaas.worker.celery_app import PREDICT_QUEUE
 from aiaas.worker.context import WorkerContext, build_context
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _ctx: WorkerContext | None = None
 _consumer: BatchConsumer | None = None
@@ -40,7 +43,28 @@ def context() -> WorkerContext:
     with _lock:
         if _ctx is None:
             _ctx = build_context(get_settings(), metrics=metrics, schedule_webhook=_schedule)
+            _meter_usage(_ctx, metrics)
         return _ctx
+
+
+def _meter_usage(ctx: WorkerContext, metrics: Metrics) -> None:
+    """Show this process's usage meter on its metrics, and add what it counted to the usage
+    table every AIAAS_USAGE_FLUSH_S and when the worker stops."""
+    metrics.registry.register(AccountUsageCollector(ctx.usage))
+
+    def flush(**_: object) -> None:
+        try:
+            ctx.usage.flush(ctx.database)
+        except Exception:  # the meter keeps its counts for the next flush
+            log.exception("usage flush failed")
+
+    def flush_forever() -> None:
+        while not ctx.stopping.wait(ctx.settings.usage_flush_s):
+            flush()
+
+    threading.Thread(target=flush_forever, name="usage-flush", daemon=True).start()
+    signals.worker_process_shutdown.connect(flush, weak=False)
+    signals.worker_shutdown.connect(flush, weak=False)
 
 
 def _schedule(job_id: str, delay_s: float) -> None:
