@@ -223,8 +223,8 @@ class Settings(BaseSettings):
     (the job's status and timings stay)."""
 
     usage_flush_s: float = Field(default=10.0, gt=0)
-    """How often a gateway adds its counted sync predictions to the usage table: usage
-    figures from other gateways lag by at most this much."""
+    """How often each gateway and worker process adds what its usage meter counted (predictions,
+    trainings) to the usage table: figures from other processes lag by at most this much."""
 
     webhook_workers: int = Field(default=4, ge=1, le=64)
     """Webhook deliveries a gateway sends at once (its threads for them, however many are

@@ -297,7 +297,7 @@ async def _start_demo_trainings(db: Database, dispatcher: Dispatcher, settings: 
 
 
 async def _flush_usage_forever(meter: UsageMeter, db: Database, settings: Settings) -> None:
-    """Add the counted sync predictions to the usage table every AIAAS_USAGE_FLUSH_S."""
+    """Add what the meter counted to the usage table every AIAAS_USAGE_FLUSH_S."""
     while True:
         await asyncio.sleep(settings.usage_flush_s)
         try:
