@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The suite runs on SQLite, then on this PostgreSQL database (skipped with PG_URL=).
+# The suite runs on SQLite, then its database tests again on this PostgreSQL database (skipped
+# with PG_URL=); tests that reach no database (ml, serving, storage...) run once.
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
@@ -27,8 +28,8 @@ serve: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -n "$(PG_URL)" ]; then \
-		echo "== again on PostgreSQL ($(PG_URL))"; \
-		AIAAS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest $(PYTEST_ARGS); \
+		echo "== the database tests again on PostgreSQL ($(PG_URL))"; \
+		AIAAS_TEST_DATABASE_URL=$(PG_URL) $(PY) -m pytest -m database $(PYTEST_ARGS); \
 	fi
 
 test-sqlite: install

@@ -1,7 +1,9 @@
 """Shared fixtures: a migrated database per run, a rolled-back transaction per test, an app.
 
 The suite runs on SQLite by default and on PostgreSQL when ``AIAAS_TEST_DATABASE_URL`` names one;
-there a fresh database is created for the run and dropped after it.
+there a fresh database is created for the run and dropped after it. Every test that reaches a
+database does so through the ``test_database_url`` fixture, and is marked ``database`` for it:
+``make test`` runs the whole suite on SQLite, then only ``-m database`` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from aiaas.db import Database, make_engine
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
 from tests.helpers import PASSWORD, service_reachable
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "test_database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
 
 
 @dataclass

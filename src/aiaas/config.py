@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from collections import Counter
 from functools import lru_cache
@@ -20,6 +21,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class ConfigurationError(RuntimeError):
     """The settings cannot run a platform (for example production without a secret key)."""
+
+
+RATE_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+
+
+def parse_rate(text: str) -> tuple[int, float] | None:
+    """A rate setting (``"2000/second"``, ``"60/minute"``...) as (count, period in seconds);
+    None for ``"0"`` or a count of 0, which mean no limit."""
+    if text.strip() == "0":
+        return None
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate such as '100/second' or '0' (no limit)")
+    count = int(match.group(1))
+    return None if count == 0 else (count, RATE_PERIODS[match.group(2)])
 
 
 class Settings(BaseSettings):
@@ -235,10 +252,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rates_parse(self) -> Settings:
-        from aiaas.ratelimits.limiter import Rate
-
         for name in ("predict", "jobs", "train", "registry", "auth"):
-            Rate.parse(getattr(self, f"rate_limit_{name}"))
+            parse_rate(getattr(self, f"rate_limit_{name}"))
         return self
 
     @model_validator(mode="after")

@@ -1,31 +1,24 @@
 """Dependencies as ``Annotated`` aliases, so routes declare what they need in one word.
 
-``SessionDep`` a database session; ``SettingsDep`` the settings; ``CurrentPrincipal`` whoever the
-bearer credential names (token or API key); ``CurrentUser`` their account; ``LoginOnly`` refuses
-API keys (key management); ``require_scope("predict")`` refuses keys without that scope.
+``SessionDep`` a database session; ``SettingsDep`` the settings; ``StoreDep``, ``DispatcherDep``,
+``EventsDep``, ``MetricsDep`` the process's shared parts; ``ClientAddress`` the caller's address.
+Who the caller is (``CurrentUser``, ``require_scope``...) is ``aiaas.accounts.deps``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from aiaas.accounts import service as accounts
-from aiaas.accounts.models import User
-from aiaas.accounts.service import Principal
-from aiaas.accounts.throttle import SignInThrottle
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.dispatch.base import Dispatcher
-from aiaas.errors import Forbidden, MissingScope
 from aiaas.events import EventBus
 from aiaas.metrics import Metrics
-from aiaas.ratelimits import RateLimits, RouteClass
-from aiaas.ratelimits.policy import credential_id
+from aiaas.ratelimits import RateLimits
 from aiaas.storage import ArtifactStore
 
 
@@ -76,53 +69,6 @@ StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 EventsDep = Annotated[EventBus, Depends(get_events)]
 
-# auto_error=False: a missing header must become our 401 problem, not FastAPI's 403.
-_bearer = HTTPBearer(auto_error=False, description="A login token or an API key (aiaas_sk_...).")
-
-
-def get_principal(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    # The rate limiter may have authenticated this request already (see rate_limited).
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
-        return known
-    credential = credentials.credentials if credentials else None
-    principal = accounts.authenticate(session, credential=credential, secret=settings.secret)
-    request.state.principal = principal
-    return principal
-
-
-CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
-
-
-def get_current_user(principal: CurrentPrincipal) -> User:
-    return principal.user
-
-
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def get_login_principal(principal: CurrentPrincipal) -> Principal:
-    if principal.via_api_key:
-        raise Forbidden("API keys are managed with a login token, not with an API key.")
-    return principal
-
-
-LoginOnly = Annotated[Principal, Depends(get_login_principal)]
-
-
-def get_admin(principal: CurrentPrincipal) -> User:
-    if not principal.user.is_admin:
-        raise Forbidden("This route is for administrators.")
-    return principal.user
-
-
-AdminUser = Annotated[User, Depends(get_admin)]
-
 
 def get_rate_limits(request: Request) -> RateLimits:
     limits: RateLimits = request.app.state.rate_limits
@@ -130,51 +76,6 @@ def get_rate_limits(request: Request) -> RateLimits:
 
 
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
-
-
-def rate_limited(route_class: RouteClass) -> Callable[..., None]:
-    """A dependency that takes one request of ``route_class`` from the caller's buckets
-    (429 when they are empty) and leaves the decision for the RateLimit-* headers. It
-    authenticates the caller itself (routes reuse that), so a suspended account is refused
-    on every limited route, before anything else runs."""
-
-    def check(
-        request: Request,
-        session: SessionDep,
-        settings: SettingsDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        limits: RateLimitsDep,
-    ) -> None:
-        if credentials is None:  # a public route (the catalogue): limited per address
-            buckets = limits.buckets(
-                route_class,
-                account_id=None,
-                credential_id=f"addr:{client_address(request)}",
-                overrides={},
-            )
-            request.state.rate_limit = limits.check(buckets)
-            return
-        principal = get_principal(request, session, settings, credentials)
-        user = principal.user
-        key = principal.api_key
-        buckets = limits.buckets(
-            route_class,
-            account_id=user.id,
-            credential_id=credential_id(key.id if key else None, user.id),
-            overrides=user.limits.get("rate_limits", {}),
-        )
-        request.state.rate_limit = limits.check(buckets)
-
-    check.__name__ = f"rate_limited_{route_class}"
-    return check
-
-
-def get_throttle(request: Request) -> SignInThrottle:
-    throttle: SignInThrottle = request.app.state.signin_throttle
-    return throttle
-
-
-ThrottleDep = Annotated[SignInThrottle, Depends(get_throttle)]
 
 
 def client_address(request: Request) -> str:
@@ -187,13 +88,3 @@ ClientAddress = Annotated[str, Depends(client_address)]
 def address_limited(request: Request, address: ClientAddress, limits: RateLimitsDep) -> None:
     """Sign-up and login have no credential yet: they are limited per client address."""
     request.state.rate_limit = limits.check(limits.address_buckets(address))
-
-
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
-    def check(principal: CurrentPrincipal) -> Principal:
-        if scope not in principal.scopes:
-            raise MissingScope(scope)
-        return principal
-
-    check.__name__ = f"require_{scope.replace(':', '_')}"
-    return check

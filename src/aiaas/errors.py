@@ -15,11 +15,15 @@
     ├── PayloadTooLarge (413)
     ├── UnsupportedMediaType (415)
     ├── RateLimited (429)         sends ``Retry-After``
+    ├── PredictionFailed (500)    the model itself failed on the batch
     ├── ServiceUnavailable (503)  also a database that cannot be reached in time
     └── GatewayTimeout (504)
 
 Services raise these and never ``HTTPException``; :func:`install_error_handlers` turns them, and
-FastAPI's and Starlette's own errors, into problem documents.
+FastAPI's and Starlette's own errors, into problem documents. The framework-free core raises its
+own (``aiaas.ml.errors``, ``aiaas.storage.errors``): :func:`from_core` is the one place that
+maps those to this family, called where the caller knows the input's location, and by the
+handlers for whatever reaches them uncaught.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from aiaas.ml import errors as ml
+from aiaas.storage import errors as storage
 
 if TYPE_CHECKING:
     # FastAPI is needed only to install the handlers: the error types themselves are imported
@@ -173,6 +180,54 @@ _BY_STATUS: dict[int, type[AppError]] = {
 }
 
 
+class PredictionFailed(AppError):
+    status, type, title = 500, "prediction-failed", "Prediction failed"
+
+
+def invalid(msg: str, *loc: str | int) -> InvalidInput:
+    """A 422 with one field problem: ``msg`` at ``loc``."""
+    return InvalidInput(msg, errors=[{"loc": list(loc), "msg": msg}])
+
+
+def from_core(exc: ml.MLError | storage.StorageError, *loc: str | int) -> AppError:
+    """The problem for an error the core raised about a request's own input; ``loc`` is where
+    in the request that input sits (``"body", "config"``), put before the error's own
+    locations. Anything else of the core is the server's fault: 500."""
+    where = list(loc)
+    match exc:
+        case ml.UnknownArchitecture():
+            known = ", ".join(exc.known)
+            return InvalidInput(
+                f"Unknown architecture '{exc.name}'.",
+                errors=[{"loc": [*where, "architecture"], "msg": f"expected one of {known}"}],
+            )
+        case ml.ConfigInvalid():
+            return InvalidInput(
+                "The architecture config cannot be built.",
+                errors=[{**item, "loc": [*where, *item["loc"]]} for item in exc.errors],
+            )
+        case ml.NotSafetensors():
+            msg = f"weights must be safetensors: {exc.reason}"
+            return InvalidInput(
+                "weights must be safetensors", errors=[{"loc": [*where, "weights"], "msg": msg}]
+            )
+        case ml.WeightsMismatch():
+            return InvalidInput(
+                "The weights do not fit the model.",
+                errors=[{**item, "loc": [*where, *item["loc"]]} for item in exc.errors],
+            )
+        case ml.InputInvalid():
+            item = exc.to_error()
+            return InvalidInput(exc.msg, errors=[{**item, "loc": [*where, *item["loc"]]}])
+        case ml.ShapeMismatch():
+            return invalid(exc.msg, *where)
+        case storage.ArtifactTooLarge():
+            return PayloadTooLarge(f"The upload is over the limit of {exc.limit} bytes.")
+        case storage.InvalidDigest():
+            return invalid(str(exc), *where)
+    return AppError()
+
+
 def unavailable(exc: BaseException) -> AppError | None:
     """The 503 for an error that says a backing service cannot be reached in time (the
     database down, its pool exhausted, SQLite's lock held past the timeout), else None."""
@@ -260,7 +315,16 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(AppError("The server failed to handle this request."))
 
+    async def core_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ml.MLError | storage.StorageError)
+        error = from_core(exc)
+        if error.status >= 500:
+            log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        return problem_response(error, request.url.path)
+
     app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(ml.MLError, core_error)
+    app.add_exception_handler(storage.StorageError, core_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unhandled)

@@ -5,18 +5,29 @@ A job row is the source of truth: a worker takes it with a compare-and-set updat
 its attempt still holds the row. Whatever is running past its lease (the worker vanished) or
 queued long after it was published (the broker lost the message) is taken back and published
 again by the reconciler.
+
+Which kinds of job there are is not this module's business: each domain describes its own as a
+:class:`JobKind` (``predictions.tasks.PREDICTION_JOB``, ``trainings.tasks.TRAINING``) and the
+table of them (``aiaas.tasks``) is handed to the dispatcher and to ``aiaas worker``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 
+from aiaas.context import WorkerContext
 from aiaas.db import Database, utcnow
+
+# The queues workers listen on: sync batches and async jobs; trainings.
+PREDICT_QUEUE = "predict"
+TRAINING_QUEUE = "training"
+QUEUES = (PREDICT_QUEUE, TRAINING_QUEUE)
 
 # The life of every job row (prediction jobs, trainings).
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
@@ -125,3 +136,45 @@ def take_stale(
                 taken.append(str(ident))
         session.commit()
     return taken
+
+
+# A task: runs the job with this id in this process; returns how it ended (for the logs).
+Task = Callable[[WorkerContext, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """One kind of job: the name its messages carry, the queue its workers listen on, the task
+    that runs it, and the leased table (with the rows of it that are this kind) it lives in."""
+
+    task: str
+    queue: str
+    run: Task
+    table: type[JobRow]
+    where: tuple[ColumnElement[bool], ...] = ()
+
+
+def by_task(kinds: Sequence[JobKind]) -> Mapping[str, JobKind]:
+    table = {kind.task: kind for kind in kinds}
+    if len(table) != len(kinds):
+        raise ValueError("two job kinds share a task name")
+    return table
+
+
+def reconcile(
+    database: Database,
+    kinds: Sequence[JobKind],
+    *,
+    requeue_after_s: float,
+    submit: Callable[[str, str], None],
+) -> int:
+    """Hand every stale job of every kind (see :func:`take_stale`) to ``submit(task, job_id)``
+    again; how many."""
+    handed = 0
+    for kind in kinds:
+        for job_id in take_stale(
+            database, kind.table, requeue_after_s=requeue_after_s, where=kind.where
+        ):
+            submit(kind.task, job_id)
+            handed += 1
+    return handed

@@ -13,19 +13,21 @@ from datetime import timedelta
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiaas import __version__, events
+from aiaas import __version__, blobs, events
 from aiaas.accounts import security
 from aiaas.accounts.credentials import CredentialCache
+from aiaas.accounts.deps import rate_limited
 from aiaas.accounts.routes import router as accounts_router
 from aiaas.accounts.throttle import MemoryFailures, RedisFailures, SignInThrottle
 from aiaas.admin.routes import router as admin_router
 from aiaas.config import Settings, get_settings
+from aiaas.context import build_context
 from aiaas.datasets.routes import router as datasets_router
 from aiaas.db import Database
-from aiaas.deps import rate_limited
 from aiaas.dispatch.base import Dispatcher
 from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
+from aiaas.metering.meter import AccountUsageCollector, UsageMeter
 from aiaas.metrics import Metrics, MetricsServer
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeaders
 from aiaas.ml.limits import configure_limits
@@ -37,15 +39,17 @@ from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
+from aiaas.quotas import Quotas
 from aiaas.quotas.routes import router as quotas_router
 from aiaas.ratelimits import RateLimits, RedisLimiter, RouteClass
 from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
+from aiaas.tasks import JOB_KINDS
 from aiaas.trainings import demo
 from aiaas.trainings.routes import router as trainings_router
-from aiaas.usage.meter import AccountUsageCollector, UsageMeter
+from aiaas.trainings.tasks import TRAINING
+from aiaas.usage.counting import RowCounter
 from aiaas.usage.routes import router as usage_router
-from aiaas.worker.context import build_context
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ def make_dispatcher(
     if settings.broker_url:
         from aiaas.dispatch.celery import CeleryDispatcher
 
-        return CeleryDispatcher(settings, database, metrics)
+        return CeleryDispatcher(settings, database, metrics, JOB_KINDS)
 
     def schedule_webhook(job_id: str, delay_s: float) -> None:
         on_webhook_due()
@@ -108,7 +112,7 @@ def make_dispatcher(
         store=store,
         usage=usage,
     )
-    return InProcessDispatcher(ctx, on_webhook_due=on_webhook_due)
+    return InProcessDispatcher(ctx, kinds=JOB_KINDS, on_webhook_due=on_webhook_due)
 
 
 class Gateway(FastAPI):
@@ -186,7 +190,9 @@ def create_app(
 
     def housekeeping() -> None:
         dispatcher.reconcile()
-        expired = prediction_service.expire_finished(db, store, older_than=retention)
+        expired = prediction_service.expire_finished(
+            db, store, older_than=retention, held=blobs.held
+        )
         if expired:
             log.info("dropped the inputs and outputs of %d expired jobs", expired)
 
@@ -243,6 +249,7 @@ def create_app(
     app.state.rate_limits = rate_limits
     app.state.signin_throttle = signin_throttle
     app.state.usage_meter = usage_meter
+    app.state.quotas = Quotas(settings, RowCounter())
     predict_path = PredictPath(
         settings=settings,
         credentials=credentials,
@@ -293,7 +300,7 @@ async def _start_demo_trainings(db: Database, dispatcher: Dispatcher, settings: 
         log.exception("could not start the demo model trainings")
         return
     for training_id in started:
-        dispatcher.submit_training(training_id)
+        dispatcher.submit(TRAINING.task, training_id)
 
 
 async def _flush_usage_forever(meter: UsageMeter, db: Database, settings: Settings) -> None:

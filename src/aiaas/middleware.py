@@ -143,7 +143,7 @@ RATE_LIMIT_STATE = "rate_limit"
 
 class RateLimitHeaders:
     """Adds the ``RateLimit-*`` fields of the request's rate-limit decision (left in the
-    request's state by ``deps.rate_limited``) to whatever answer the request gets, errors
+    request's state by ``accounts.deps.rate_limited``) to whatever answer the request gets, errors
     included."""
 
     def __init__(self, app: ASGIApp) -> None:

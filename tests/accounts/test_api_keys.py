@@ -10,9 +10,9 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.models import ApiKey
 from aiaas.db import Database, utcnow
-from aiaas.deps import require_scope
 from tests.conftest import Account
 from tests.helpers import assert_problem, bearer
 

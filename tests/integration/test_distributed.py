@@ -24,11 +24,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from aiaas.db import Database
-from aiaas.dispatch import wire
 from aiaas.main import create_app
 from aiaas.predictions import webhooks
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
+from aiaas.serving import wire
 from tests.conftest import Account
 from tests.helpers import assert_problem
 from tests.integration.conftest import Deployment

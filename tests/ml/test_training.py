@@ -15,17 +15,13 @@ from torch import nn
 
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.defaults import (
-    ShapeMismatch,
     default_config,
     fit_config,
     recommended_hyperparameters,
 )
-from aiaas.ml.errors import NotSafetensors
+from aiaas.ml.errors import Canceled, CheckpointInvalid, Diverged, NotSafetensors, ShapeMismatch
 from aiaas.ml.training import (
-    Canceled,
     Checkpoint,
-    CheckpointInvalid,
-    Diverged,
     EpochReport,
     Hyperparameters,
     TrainingData,

@@ -266,9 +266,20 @@ def test_reconciler_republishes_a_stale_job_once_per_period(
 
     from sqlalchemy import update
 
+    from aiaas import jobs
     from aiaas.db import Database, utcnow
     from aiaas.predictions import tasks
     from aiaas.predictions.models import Prediction
+
+    def stale(database: Database) -> list[str]:
+        handed: list[str] = []
+        jobs.reconcile(
+            database,
+            [tasks.PREDICTION_JOB],
+            requeue_after_s=60,
+            submit=lambda task, job_id: handed.append(job_id),
+        )
+        return handed
 
     job = client.post(
         "/v1/predictions", json={"model": model_name, "inputs": [ROW]}, headers=owner.headers
@@ -284,8 +295,8 @@ def test_reconciler_republishes_a_stale_job_once_per_period(
                 .values(status="queued", dispatched_at=utcnow() - timedelta(hours=1))
             )
             session.commit()
-        first = tasks.stale_jobs(database, requeue_after_s=60)
-        again = tasks.stale_jobs(database, requeue_after_s=60)
+        first = stale(database)
+        again = stale(database)
         assert job["id"] in first
         assert job["id"] not in again
         with database.session() as session:
@@ -295,7 +306,7 @@ def test_reconciler_republishes_a_stale_job_once_per_period(
                 .values(status="running", lease_expires_at=utcnow() - timedelta(seconds=1))
             )
             session.commit()
-        assert job["id"] in tasks.stale_jobs(database, requeue_after_s=60)
-        assert job["id"] not in tasks.stale_jobs(database, requeue_after_s=60)
+        assert job["id"] in stale(database)
+        assert job["id"] not in stale(database)
     finally:
         database.dispose()

@@ -22,13 +22,13 @@ from pydantic import SecretStr
 from sqlalchemy import update
 
 from aiaas.config import Settings
+from aiaas.context import build_context
 from aiaas.db import Database, utcnow
 from aiaas.main import create_app
 from aiaas.metrics import Metrics
 from aiaas.predictions import deliveries, tasks, webhooks
 from aiaas.predictions.models import QUEUED, Prediction
 from aiaas.storage import ArtifactStore, open_store
-from aiaas.worker.context import build_context
 from tests.conftest import Account
 from tests.helpers import PASSWORD
 from tests.predictions.conftest import MLP_CONFIG, upload_version

@@ -15,6 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from aiaas import blobs
 from aiaas.config import Settings
 from aiaas.db import Database, utcnow
 from aiaas.main import create_app
@@ -144,7 +145,9 @@ def test_finished_jobs_lose_their_payloads_after_the_retention(
                 for i in (old_id, recent_id)
             }
         assert len(shas) == 1  # equal inputs, equal outputs: one blob for both
-        expired = service.expire_finished(database, store, older_than=timedelta(days=30))
+        expired = service.expire_finished(
+            database, store, older_than=timedelta(days=30), held=blobs.held
+        )
         assert expired == 1
     finally:
         database.dispose()

@@ -28,10 +28,10 @@ from aiaas.main import create_app
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import save_safetensors
 from aiaas.predictions.models import Prediction
-from aiaas.quotas import counting
-from aiaas.quotas import service as quotas
+from aiaas.quotas import Quota, Quotas, limits_for
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.trainings.models import Training
+from aiaas.usage import counting
 from tests.conftest import Account
 from tests.helpers import PASSWORD, assert_problem, bearer
 from tests.predictions.conftest import MLP_CONFIG, upload_version
@@ -55,8 +55,7 @@ def settings(settings: Settings) -> Settings:
 def dispatched(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Ids handed to the dispatcher (which then runs nothing: jobs stay queued)."""
     sent: list[str] = []
-    monkeypatch.setattr(app.state.dispatcher, "submit_prediction", sent.append)
-    monkeypatch.setattr(app.state.dispatcher, "submit_training", sent.append)
+    monkeypatch.setattr(app.state.dispatcher, "submit", lambda task, job_id: sent.append(job_id))
     return sent
 
 
@@ -420,7 +419,7 @@ def test_quotas_route_shows_limits_and_use(
     make_key: Any,
 ) -> None:
     fresh = usage(client, account)
-    assert list(fresh) == [q.value for q in quotas.Quota]
+    assert list(fresh) == [q.value for q in Quota]
     for name, item in fresh.items():
         assert (item["limit"], item["current"]) == (getattr(settings, f"quota_{name}"), 0)
 
@@ -492,7 +491,7 @@ def test_concurrent_creates_of_one_account_cannot_both_pass(
             assert user is not None
             user.limits = {"quotas": {"models": 1}}
             holder.commit()
-            quotas.check(holder, user, quotas.Quota.MODELS, settings=settings)
+            Quotas(settings, counting.RowCounter()).check(holder, user, Quota.MODELS)
             answers: list[Response] = []
             racer = threading.Thread(
                 target=lambda: answers.append(new_model(live, account, "q-race-2"))
@@ -528,7 +527,7 @@ def test_an_override_that_is_not_a_whole_number_takes_the_default(settings: Sett
         limits={"quotas": {**overrides, "stored_bytes": None, "training_seconds_per_month": 0}}
     )
 
-    limits = quotas.limits_for(user, settings)
+    limits = limits_for(user, settings)
 
     assert limits == {
         "models": settings.quota_models,

@@ -233,7 +233,7 @@ def test_suspension_cancels_the_accounts_queued_jobs(
         upload_version(client, owner, "q-iris", "mlp", MLP_CONFIG)
         # Keep the job queued: nothing hands it to a worker.
         dispatcher = client.app.state.dispatcher  # type: ignore[attr-defined]
-        monkeypatch.setattr(dispatcher, "submit_prediction", lambda job_id: None)
+        monkeypatch.setattr(dispatcher, "submit", lambda task, job_id: None)
         job = client.post("/v1/predictions", json={"model": "q-iris", **ROW}, **_as(owner))
         assert job.status_code == 202, job.text
         assert job.json()["status"] == "queued"

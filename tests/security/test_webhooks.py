@@ -56,6 +56,19 @@ class Listener:
                     if not chunk:
                         break
                     data += chunk
+                # Read the body too: closing with unread bytes sends a reset, which the
+                # sender may see before the answer and count as a failed attempt.
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
                 self.requests.append(data)
                 try:
                     for byte in self.answer:

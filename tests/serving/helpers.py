@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from aiaas.ml.architectures import ARCHITECTURES, build_model, input_spec, parse_config
+from aiaas.ml.task import Task
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime, ServingSpec
-from aiaas.serving.spec import Task
 
 
 def make_spec(

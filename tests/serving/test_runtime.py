@@ -11,10 +11,10 @@ import torch
 from aiaas.ml.errors import NotSafetensors, WeightsMismatch
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime
+from aiaas.serving.postprocess import postprocess
 from aiaas.serving.runtime import (
     calibrate,
     in_serving_mode,
-    postprocess,
     prepack_forward,
     serving_mode,
     trace_forward,

@@ -21,8 +21,8 @@ from aiaas.config import Settings
 from aiaas.datasets.models import Dataset
 from aiaas.db import Database
 from aiaas.main import create_app
-from aiaas.usage.meter import UsageMeter
-from aiaas.usage.models import UsageHour
+from aiaas.metering.meter import UsageMeter
+from aiaas.metering.models import UsageHour
 from tests.conftest import Account
 from tests.helpers import PASSWORD, assert_problem, bearer
 from tests.predictions.conftest import upload_version

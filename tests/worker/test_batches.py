@@ -8,10 +8,10 @@ from typing import cast
 
 import redis
 
-from aiaas.dispatch import wire
+from aiaas.context import WorkerContext
+from aiaas.serving import wire
 from aiaas.serving.runtime import in_serving_mode
 from aiaas.worker.batches import BatchConsumer
-from aiaas.worker.context import WorkerContext
 
 
 def test_the_consumer_thread_runs_batches_in_serving_mode(redis_url: str) -> None:

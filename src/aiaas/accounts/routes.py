@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Response, status
 
 from aiaas import events
 from aiaas.accounts import service
+from aiaas.accounts.deps import CurrentPrincipal, LoginOnly, ThrottleDep, rate_limited
 from aiaas.accounts.schemas import (
     AccessToken,
     ApiKeyCreate,
@@ -21,17 +22,7 @@ from aiaas.accounts.schemas import (
     UserRegistered,
     WebhookSecret,
 )
-from aiaas.deps import (
-    ClientAddress,
-    CurrentPrincipal,
-    EventsDep,
-    LoginOnly,
-    SessionDep,
-    SettingsDep,
-    ThrottleDep,
-    address_limited,
-    rate_limited,
-)
+from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, address_limited
 from aiaas.errors import PROBLEM_CONTENT_TYPE, Conflict, Unauthenticated
 from aiaas.pagination import PageParams, page_params
 from aiaas.ratelimits import RouteClass

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Query
 
 from aiaas import events
 from aiaas.accounts import audit
+from aiaas.accounts.deps import AdminUser
 from aiaas.admin import service
 from aiaas.admin.schemas import AccountPage, AccountRead, AccountUpdate, AuditEventRead, AuditPage
-from aiaas.deps import AdminUser, ClientAddress, EventsDep, SessionDep
+from aiaas.deps import ClientAddress, EventsDep, SessionDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
 

@@ -103,10 +103,12 @@ def worker(
 ) -> None:
     """Run a Celery worker (distributed mode; needs AIAAS_BROKER_URL)."""
     from aiaas.config import get_settings
+    from aiaas.jobs import PREDICT_QUEUE
     from aiaas.metrics import MetricsServer
     from aiaas.serving.executor import use_batch_scheduling
+    from aiaas.tasks import JOB_KINDS
     from aiaas.worker import supervisor, tasks
-    from aiaas.worker.celery_app import PREDICT_QUEUE, create_celery
+    from aiaas.worker.celery_app import create_celery
 
     settings = get_settings()
     if not supervisor.is_child():
@@ -115,6 +117,7 @@ def worker(
         # The batch thread and Celery's loop hand batches over the same way (see serve).
         use_batch_scheduling()
     celery = create_celery(settings)
+    tasks.register(celery, JOB_KINDS)
     assert settings.broker_url
     supervisor.start_broker_watchdog(settings.broker_url, timeout_s=settings.broker_timeout_s)
     if concurrency == 1:
@@ -128,7 +131,7 @@ def worker(
             token=settings.scrape_token,
         ).start()
     if PREDICT_QUEUE in queues.split(","):
-        # Sync batches come on a list of their own, beside the Celery queue (dispatch.wire).
+        # Sync batches come on a list of their own, beside the Celery queue (serving.wire).
         tasks.serve_batches(PREDICT_QUEUE, forked=concurrency > 1)
     pool = "solo" if concurrency == 1 else "prefork"
     celery.worker_main(

@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from aiaas.errors import InvalidInput
+from aiaas.ml.task import Task
 
-Task: TypeAlias = Literal["classification", "regression"]
 ClassLabel: TypeAlias = str | int
 
 

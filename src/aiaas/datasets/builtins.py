@@ -14,8 +14,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from aiaas.datasets.arrays import ClassLabel, DatasetArrays, Task
+from aiaas.datasets.arrays import ClassLabel, DatasetArrays
 from aiaas.errors import NotFound
+from aiaas.ml.task import Task
 
 WAVE_SHAPES: Final = ("sawtooth", "sine", "square", "triangle")
 """The classes of :func:`make_waves`, in index order."""

@@ -32,8 +32,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from aiaas.datasets.arrays import ClassLabel, DatasetArrays, Task
-from aiaas.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from aiaas.datasets.arrays import ClassLabel, DatasetArrays
+from aiaas.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType, invalid
+from aiaas.ml.task import Task
 
 MAX_ROWS: Final = 1_000_000
 MAX_FEATURES: Final = 1_000_000
@@ -142,7 +143,7 @@ def parse_csv(
     label_index = names.index(label)
     feature_names = names[:label_index] + names[label_index + 1 :]
     if not feature_names:
-        raise _invalid(
+        raise invalid(
             f"The file has no feature columns: its only column is {_name(label)}.", "file"
         )
     if shape is not None and math.prod(shape) != len(feature_names):
@@ -168,9 +169,9 @@ def parse_csv(
         del cells, labels
         seen += len(xs[-1])
         if seen > MAX_ROWS:
-            raise _invalid(f"The file has more than {MAX_ROWS:,} rows.", "file")
+            raise invalid(f"The file has more than {MAX_ROWS:,} rows.", "file")
     if not seen:
-        raise _invalid("The file has a header but no data rows.", "file")
+        raise invalid("The file has a header but no data rows.", "file")
     x = xs[0] if len(xs) == 1 else np.concatenate(xs)
     del xs
     if shape is not None:
@@ -218,7 +219,7 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise _invalid(
+        raise invalid(
             f"The file is not UTF-8 text: line {line} holds the byte {data[exc.start]:#04x}. "
             "Save it as UTF-8.",
             "file",
@@ -247,9 +248,9 @@ def _read_header(text: str) -> tuple[Iterator[list[str]], int, list[str]]:
         header = next((row for row in reader if _holds_data(row)), None)
     except csv.Error as exc:
         line = reader.line_num
-        raise _invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
+        raise invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
     if header is None:
-        raise _invalid("The file is empty.", "file")
+        raise invalid("The file is empty.", "file")
     return reader, reader.line_num, header
 
 
@@ -264,23 +265,23 @@ def _data_chunks(reader: Any, width: int) -> Iterator[list[list[str]]]:
                 yield rows
     except csv.Error as exc:
         line = reader.line_num
-        raise _invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
+        raise invalid(f"Line {line} is not valid CSV: {exc}.", "file", line) from exc
 
 
 def _column_names(header: list[str], line: int) -> list[str]:
     if len(header) - 1 > MAX_FEATURES:
-        raise _invalid(f"The header has more than {MAX_FEATURES:,} feature columns.", "file", line)
+        raise invalid(f"The header has more than {MAX_FEATURES:,} feature columns.", "file", line)
     names = [cell.strip() for cell in header]
     seen: dict[str, int] = {}
     for position, name in enumerate(names, 1):
         if not name:
-            raise _invalid(
+            raise invalid(
                 f"Column {position} has no name in the header; every column needs one.",
                 "file",
                 line,
             )
         if name in seen:
-            raise _invalid(
+            raise invalid(
                 f"The header names column {_name(name)} twice (columns {seen[name]} and "
                 f"{position}).",
                 "file",
@@ -298,7 +299,7 @@ def _missing_label_column(label: str, names: list[str]) -> InvalidInput:
     hint = " Set label_column to the column that holds the labels."
     if len(names) == 1 and (";" in names[0] or "\t" in names[0]):
         hint = " Only comma-separated files are accepted."
-    return _invalid(
+    return invalid(
         f"The file has no {_name(label)} column; its columns are {listed}.{hint}", "label_column"
     )
 
@@ -308,7 +309,7 @@ def _check_widths(text: str, rows: list[list[str]], width: int, *, offset: int) 
         return
     row = next(i for i, cells in enumerate(rows) if len(cells) != width)
     line = _line_of(text, offset + row)
-    raise _invalid(
+    raise invalid(
         f"Line {line} has {_count(len(rows[row]), 'cell')} but the header has "
         f"{_count(width, 'column')}.",
         "file",
@@ -327,7 +328,7 @@ def _csv_numbers(
     line = _line_of(text, offset + row)
     value = str(cells[row, column])
     problem = "is empty" if not value.strip() else f"holds {_show(value)}, which is not a number"
-    raise _invalid(
+    raise invalid(
         f"Line {line}, column {_name(names[column])}: the cell {problem}.",
         "file",
         line,
@@ -366,7 +367,7 @@ def _csv_float32(
         return result
     row, column = bad
     line = _line_of(text, offset + row)
-    raise _invalid(
+    raise invalid(
         f"Line {line}, column {_name(names[column])}: the value is "
         f"{_non_finite(float(values[row, column]))}; every value must be a finite number.",
         "file",
@@ -382,7 +383,7 @@ def _csv_classes(
     empty = stripped == ""
     if empty.any():
         line = _line_of(text, int(np.argmax(empty)))
-        raise _invalid(
+        raise invalid(
             f"Line {line}, column {_name(column)}: the label is empty.", "file", line, _clip(column)
         )
     distinct, inverse = np.unique(stripped, return_inverse=True)
@@ -460,7 +461,7 @@ def _read_npz(data: bytes, task: Task, max_bytes: int) -> tuple[npt.NDArray[Any]
         NotImplementedError,
         ValueError,
     ) as exc:
-        raise _invalid(
+        raise invalid(
             "The upload is not a readable NPZ archive (a zip of .npy arrays).", "file"
         ) from exc
     return x, y
@@ -472,9 +473,9 @@ def _member(archive: zipfile.ZipFile, names: set[str], key: str) -> zipfile.ZipI
         if name in names:
             info = archive.getinfo(name)
             if info.flag_bits & 0x1:
-                raise _invalid(f"The array {key} is encrypted in the archive.", "file", key)
+                raise invalid(f"The array {key} is encrypted in the archive.", "file", key)
             return info
-    raise _invalid(
+    raise invalid(
         f"The NPZ archive has no array named {key}; save it with np.savez(f, X=..., y=...).",
         "file",
         key,
@@ -492,9 +493,9 @@ def _npy_header(
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(member)
     except ValueError as exc:
-        raise _invalid(f"{key} in the archive is not a .npy array.", "file", key) from exc
+        raise invalid(f"{key} in the archive is not a .npy array.", "file", key) from exc
     if dtype.hasobject:
-        raise _invalid(
+        raise invalid(
             f"{key} is an object array; only numbers (and string labels in y) are accepted, "
             "since object arrays would have to be unpickled.",
             "file",
@@ -502,7 +503,7 @@ def _npy_header(
         )
     need = math.prod(shape) * dtype.itemsize
     if need > info.file_size:
-        raise _invalid(
+        raise invalid(
             f"{key} claims {need:,} bytes of data but the archive holds {info.file_size:,}.",
             "file",
             key,
@@ -513,31 +514,31 @@ def _npy_header(
 def _check_x(shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
     if dtype.kind not in "iuf":
         what = _REFUSED_KINDS.get(dtype.kind, "values that are not numbers")
-        raise _invalid(
+        raise invalid(
             f"X holds {what} (dtype {dtype}); it must hold integers or floats.", "file", "X"
         )
     if len(shape) < 2:
-        raise _invalid(
+        raise invalid(
             f"X has shape {list(shape)}; it needs a row axis and at least one feature axis "
             "(X.reshape(-1, 1) for one feature per row).",
             "file",
             "X",
         )
     if len(shape) - 1 > MAX_DIMS:
-        raise _invalid(
+        raise invalid(
             f"X has {len(shape) - 1} axes after the row axis; at most {MAX_DIMS} are accepted.",
             "file",
             "X",
         )
     if shape[0] == 0:
-        raise _invalid("X has no rows.", "file", "X")
+        raise invalid("X has no rows.", "file", "X")
     if shape[0] > MAX_ROWS:
-        raise _invalid(f"X has {shape[0]:,} rows; at most {MAX_ROWS:,} are accepted.", "file", "X")
+        raise invalid(f"X has {shape[0]:,} rows; at most {MAX_ROWS:,} are accepted.", "file", "X")
     features = math.prod(shape[1:])
     if features == 0:
-        raise _invalid(f"X has shape {list(shape)}: its rows hold no values.", "file", "X")
+        raise invalid(f"X has shape {list(shape)}: its rows hold no values.", "file", "X")
     if features > MAX_FEATURES:
-        raise _invalid(
+        raise invalid(
             f"X has {features:,} values per row; at most {MAX_FEATURES:,} are accepted.",
             "file",
             "X",
@@ -546,11 +547,11 @@ def _check_x(shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
 
 def _check_y(shape: tuple[int, ...], dtype: np.dtype[Any], rows: int, task: Task) -> None:
     if len(shape) != 1:
-        raise _invalid(
+        raise invalid(
             f"y has shape {list(shape)}; it must be one label per row (y.ravel()).", "file", "y"
         )
     if shape[0] != rows:
-        raise _invalid(
+        raise invalid(
             f"X has {_count(rows, 'row')} but y has {_count(shape[0], 'label')}.", "file", "y"
         )
     allowed = "iuU" if task == "classification" else "iuf"
@@ -562,7 +563,7 @@ def _check_y(shape: tuple[int, ...], dtype: np.dtype[Any], rows: int, task: Task
         what = _REFUSED_KINDS.get(dtype.kind, "values that are not labels")
         need = "integers or strings" if task == "classification" else "numbers"
         what = f"{what}; {task} labels must be {need}"
-    raise _invalid(f"y holds {what} (dtype {dtype}).", "file", "y")
+    raise invalid(f"y holds {what} (dtype {dtype}).", "file", "y")
 
 
 def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> npt.NDArray[Any]:
@@ -581,7 +582,7 @@ def _npz_float32(values: npt.NDArray[Any], key: str) -> npt.NDArray[np.float32]:
     row = bad[0]
     value = _non_finite(float(flat[bad]))
     where = f"{key}[{row}]"
-    raise _invalid(
+    raise invalid(
         f"{where} holds a value that is {value}; every value must be a finite number.",
         "file",
         key,
@@ -594,7 +595,7 @@ def _npz_classes(labels: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], list[
         empty = labels == ""
         if empty.any():
             row = int(np.argmax(empty))
-            raise _invalid(
+            raise invalid(
                 f"y[{row}] is an empty string; every label needs a name.", "file", "y", row
             )
     distinct, inverse = np.unique(labels, return_inverse=True)
@@ -616,7 +617,7 @@ def _check_input_shape(input_shape: Sequence[int] | None) -> tuple[int, ...] | N
     )
     if not valid:
         shown = ", ".join(_show(str(d)) if not isinstance(d, int) else str(d) for d in dims[:8])
-        raise _invalid(
+        raise invalid(
             f"input_shape must list 1 to {MAX_DIMS} sizes, each from 1 to {MAX_DIM}; got "
             f"[{shown}{', ...' if len(dims) > 8 else ''}].",
             "input_shape",
@@ -625,7 +626,7 @@ def _check_input_shape(input_shape: Sequence[int] | None) -> tuple[int, ...] | N
 
 
 def _shape_mismatch(shape: tuple[int, ...], features: int, what: str) -> InvalidInput:
-    return _invalid(
+    return invalid(
         f"input_shape {list(shape)} holds {math.prod(shape):,} values per row but the file has "
         f"{features:,} {what}.",
         "input_shape",
@@ -656,11 +657,11 @@ def _non_finite(value: float) -> str:
 
 def _check_class_count(count: int) -> None:
     if count < 2:
-        raise _invalid(
+        raise invalid(
             "Every row has the same label; classification needs at least 2 classes.", "file"
         )
     if count > MAX_CLASSES:
-        raise _invalid(
+        raise invalid(
             f"The labels hold {count:,} distinct classes; at most {MAX_CLASSES:,} are "
             "accepted. Is this a regression target?",
             "file",
@@ -692,10 +693,6 @@ def _described(filename: str | None, content_type: str | None) -> str:
     if content_type:
         parts.append(_show(content_type, _NAME_CHARS))
     return f" ({', '.join(parts)})" if parts else ""
-
-
-def _invalid(msg: str, *loc: str | int) -> InvalidInput:
-    return InvalidInput(msg, errors=[{"loc": list(loc), "msg": msg}])
 
 
 def _show(text: str, limit: int = _CELL_CHARS) -> str:

@@ -5,14 +5,17 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile, status
 
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
 from aiaas.datasets import service
-from aiaas.datasets.schemas import DatasetPage, DatasetRead, Task
-from aiaas.deps import SessionDep, SettingsDep, StoreDep, require_scope
+from aiaas.datasets.schemas import DatasetPage, DatasetRead
+from aiaas.deps import SessionDep, SettingsDep, StoreDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE, InvalidInput, PayloadTooLarge
+from aiaas.ml.task import Task
 from aiaas.pagination import PageParams, page_params
-from aiaas.quotas import service as quotas
+from aiaas.quotas import Quota
+from aiaas.quotas.deps import QuotasDep
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -48,6 +51,7 @@ def _input_shape(raw: str | None) -> list[int] | None:
 def upload_dataset(
     principal: Trainer,
     session: SessionDep,
+    quotas: QuotasDep,
     settings: SettingsDep,
     store: StoreDep,
     file: Annotated[UploadFile, File(description="CSV (numeric columns and a label) or NPZ.")],
@@ -64,7 +68,7 @@ def upload_dataset(
     if len(data) > limit:
         raise PayloadTooLarge(f"The file is over the limit of {limit} bytes.")
     # The upload's size stands for what will be stored (the parsed arrays, as NPZ).
-    quotas.check_dataset(session, principal.user, settings=settings, size_bytes=len(data))
+    quotas.check(session, principal.user, Quota.STORED_BYTES, adding=len(data))
     dataset = service.create_dataset(
         session,
         owner=principal.user,

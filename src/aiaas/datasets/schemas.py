@@ -5,9 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from aiaas.ml.task import Task
 from aiaas.pagination import Page
 
-Task = Literal["classification", "regression"]
 Source = Literal["builtin", "upload", "feedback"]
 
 

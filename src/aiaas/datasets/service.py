@@ -21,15 +21,16 @@ from aiaas.datasets import builtins
 from aiaas.datasets.arrays import ClassLabel, DatasetArrays, from_npz_bytes, pool, to_npz_bytes
 from aiaas.datasets.models import Dataset
 from aiaas.datasets.parsing import parse_upload
-from aiaas.datasets.schemas import DatasetRead, Task
+from aiaas.datasets.schemas import DatasetRead
 from aiaas.db import utcnow
 from aiaas.errors import Forbidden, InvalidInput, NotFound
+from aiaas.ml.task import Task
 from aiaas.pagination import PageParams, fetch_page
 from aiaas.predictions.models import Prediction
 from aiaas.predictions.service import load_inputs
 from aiaas.registry import service as registry
 from aiaas.registry.models import Model, ModelVersion
-from aiaas.registry.versions import ensure_blob
+from aiaas.registry.versions import ensure_blob, feedback_classes
 from aiaas.storage import ArtifactStore
 
 BUILTIN = "builtin:"
@@ -80,26 +81,6 @@ def _uploaded(session: Session, *, owner_id: uuid.UUID, dataset_id: str) -> Data
 
 
 # ---- feedback sets -------------------------------------------------------------------------
-
-
-def feedback_classes(
-    session: Session, model: Model, version: int | None = None
-) -> list[str | int] | None:
-    """What a feedback label may be for a prediction of ``model`` made by ``version`` (the
-    latest when None): the class names that version answers with (its labels, set when it was
-    trained on named classes), else the model's labels, else output indices."""
-    if model.task != "classification":
-        return None
-    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
-    if version is not None:
-        query = query.where(ModelVersion.number == version)
-    row = session.scalar(query.order_by(ModelVersion.number.desc()).limit(1))
-    if row is not None and row.labels:
-        return list(row.labels)
-    if model.labels:
-        return list(model.labels)
-    outputs = int(row.config.get("output_dim", 0)) if row is not None else 0
-    return list(range(outputs))
 
 
 def _feedback_rows(session: Session, *, owner_id: uuid.UUID, model: Model) -> list[Prediction]:

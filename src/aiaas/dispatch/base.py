@@ -2,7 +2,8 @@
 
 One protocol, two transports: :class:`~aiaas.dispatch.inprocess.InProcessDispatcher` runs models
 in this process on a dedicated thread (embedded mode); the Celery dispatcher publishes batches
-to workers over Redis (distributed mode). The task code they run is the same.
+to workers over Redis (distributed mode). The task code they run is the same, and neither knows
+what it is: the app factory hands both the table of job kinds (``aiaas.tasks``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,9 @@ class Dispatcher(Protocol):
         """
         ...
 
-    def submit_prediction(self, job_id: str) -> None:
-        """Hand a committed async job to a worker (only its id travels)."""
-        ...
-
-    def submit_training(self, training_id: str) -> None:
-        """Hand a committed training to a worker of the ``training`` queue."""
+    def submit(self, task: str, job_id: str) -> None:
+        """Hand a committed job to a worker of its kind's queue (only its id travels);
+        ``task`` names the kind (``JobKind.task``)."""
         ...
 
     def reconcile(self) -> int:

@@ -16,24 +16,23 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Sequence
 
 import numpy as np
 import redis
 import redis.asyncio
 from kombu.exceptions import OperationalError
 
+from aiaas import jobs
 from aiaas.config import Settings
 from aiaas.db import Database
-from aiaas.dispatch import wire
 from aiaas.errors import GatewayTimeout, ServiceUnavailable
+from aiaas.jobs import PREDICT_QUEUE, QUEUES, JobKind
 from aiaas.metrics import Metrics
-from aiaas.predictions import tasks
+from aiaas.serving import wire
 from aiaas.serving.batching import BatcherPool
 from aiaas.serving.spec import ServingSpec
-from aiaas.trainings import tasks as training_tasks
-from aiaas.worker.celery_app import PREDICT_QUEUE, QUEUES, TRAINING_QUEUE, create_celery
+from aiaas.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,13 @@ class RemoteError(RuntimeError):
 
 
 class CeleryDispatcher:
-    def __init__(self, settings: Settings, database: Database, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, metrics: Metrics, kinds: Sequence[JobKind]
+    ) -> None:
         assert settings.broker_url
         self.settings = settings
+        self._kinds = tuple(kinds)
+        self._by_task = jobs.by_task(kinds)
         self.database = database
         self.metrics = metrics
         self.celery = create_celery(settings)
@@ -148,13 +151,7 @@ class CeleryDispatcher:
             if future is not None and not future.done():
                 future.set_result(reply)
 
-    def _publish(
-        self,
-        task: str,
-        args: list[Any],
-        *,
-        queue: str = PREDICT_QUEUE,
-    ) -> None:
+    def _publish(self, task: str, job_id: str, *, queue: str) -> None:
         """Publish one task message on a connection this thread keeps.
 
         The same message ``send_task`` builds, without its per-call set-up: a long-lived
@@ -170,7 +167,7 @@ class CeleryDispatcher:
             producer = local.producer = connection.Producer(serializer="json")
             local.connection = connection
         task_id = uuid.uuid4().hex
-        message = self.celery.amqp.as_task_v2(task_id, task, args=args)
+        message = self.celery.amqp.as_task_v2(task_id, task, args=[job_id])
         try:
             producer.publish(
                 message.body,
@@ -192,30 +189,22 @@ class CeleryDispatcher:
             if not future.done():
                 future.set_exception(ServiceUnavailable(f"The job broker went away: {exc}"))
 
-    def submit_prediction(self, job_id: str) -> None:
+    def submit(self, task: str, job_id: str) -> None:
         try:
-            self._publish("aiaas.run_prediction_job", [job_id])
+            self._publish(task, job_id, queue=self._by_task[task].queue)
         except (OperationalError, redis.RedisError, OSError) as exc:
             # The row stays queued; the reconciler publishes it once the broker is back.
-            log.warning("could not publish prediction %s: %s", job_id, exc)
-
-    def submit_training(self, training_id: str) -> None:
-        try:
-            self._publish("aiaas.run_training", [training_id], queue=TRAINING_QUEUE)
-        except (OperationalError, redis.RedisError, OSError) as exc:
-            log.warning("could not publish training %s: %s", training_id, exc)
+            log.warning("could not publish %s %s: %s", task, job_id, exc)
 
     def reconcile(self) -> int:
-        stale = tasks.stale_jobs(self.database, requeue_after_s=self.settings.requeue_after_s)
-        for job_id in stale:
-            self.submit_prediction(job_id)
-        trainings = training_tasks.stale_trainings(
-            self.database, requeue_after_s=self.settings.requeue_after_s
+        handed = jobs.reconcile(
+            self.database,
+            self._kinds,
+            requeue_after_s=self.settings.requeue_after_s,
+            submit=self.submit,
         )
-        for training_id in trainings:
-            self.submit_training(training_id)
         self.refresh_queue_depth()
-        return len(stale) + len(trainings)
+        return handed
 
     def refresh_queue_depth(self) -> None:
         try:

@@ -10,28 +10,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from aiaas.predictions import tasks
+from aiaas import jobs
+from aiaas.context import WorkerContext
+from aiaas.jobs import PREDICT_QUEUE, TRAINING_QUEUE, JobKind, Task
 from aiaas.serving.batching import BatcherPool, make_executor
 from aiaas.serving.spec import ServingSpec
-from aiaas.trainings import tasks as training_tasks
-from aiaas.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
 class InProcessDispatcher:
-    def __init__(self, ctx: WorkerContext, *, on_webhook_due: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        *,
+        kinds: Sequence[JobKind],
+        on_webhook_due: Callable[[], None],
+    ) -> None:
         self.ctx = ctx
+        self._kinds = tuple(kinds)
+        self._by_task = jobs.by_task(kinds)
         self._on_webhook_due = on_webhook_due
         self._torch = make_executor(threads=1)
         self._jobs = ThreadPoolExecutor(1, thread_name_prefix="aiaas-jobs")
         # One training at a time, beside the predictions rather than in their way.
         self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
+        self._pools = {PREDICT_QUEUE: self._jobs, TRAINING_QUEUE: self._trainings}
         self._batchers = BatcherPool(
             self._run_batch,
             executor=self._torch,
@@ -56,17 +65,9 @@ class InProcessDispatcher:
     async def start(self) -> None:
         # Whatever was queued when the process stopped is ours to finish: nobody else runs jobs.
         try:
-            stale = await asyncio.to_thread(tasks.stale_jobs, self.ctx.database, requeue_after_s=0)
-            trainings = await asyncio.to_thread(
-                training_tasks.stale_trainings, self.ctx.database, requeue_after_s=0
-            )
+            await asyncio.to_thread(self._hand_out_stale, 0)
         except Exception:  # the database may be down at start; the reconciler tries again
             log.exception("could not look for unfinished jobs at start")
-            return
-        for job_id in stale:
-            self.submit_prediction(job_id)
-        for training_id in trainings:
-            self.submit_training(training_id)
 
     async def close(self) -> None:
         self._closed = True
@@ -82,32 +83,24 @@ class InProcessDispatcher:
     def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
         return self._batchers.get(spec).submit(inputs)
 
-    def submit_prediction(self, job_id: str) -> None:
+    def submit(self, task: str, job_id: str) -> None:
         if not self._closed:
-            self._jobs.submit(self._guarded, tasks.run_prediction_job, job_id)
-
-    def submit_training(self, training_id: str) -> None:
-        if not self._closed:
-            self._trainings.submit(self._guarded, training_tasks.run_training, training_id)
+            kind = self._by_task[task]
+            self._pools[kind.queue].submit(self._guarded, kind.run, job_id)
 
     def schedule_webhook(self, job_id: str, delay_s: float) -> None:
         """A finished job's webhook is due (its row says so): wake the sender."""
         self._on_webhook_due()
 
     def reconcile(self) -> int:
-        stale = tasks.stale_jobs(
-            self.ctx.database, requeue_after_s=self.ctx.settings.requeue_after_s
-        )
-        for job_id in stale:
-            self.submit_prediction(job_id)
-        trainings = training_tasks.stale_trainings(
-            self.ctx.database, requeue_after_s=self.ctx.settings.requeue_after_s
-        )
-        for training_id in trainings:
-            self.submit_training(training_id)
-        return len(stale) + len(trainings)
+        return self._hand_out_stale(self.ctx.settings.requeue_after_s)
 
-    def _guarded(self, task: tasks.Task, job_id: str) -> None:
+    def _hand_out_stale(self, requeue_after_s: float) -> int:
+        return jobs.reconcile(
+            self.ctx.database, self._kinds, requeue_after_s=requeue_after_s, submit=self.submit
+        )
+
+    def _guarded(self, task: Task, job_id: str) -> None:
         try:
             task(self.ctx, job_id)
         except Exception:  # the row stays as it was; the reconciler retries it later

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from aiaas.ml.architectures import get_architecture
-from aiaas.ml.errors import MLError
+from aiaas.ml.errors import ShapeMismatch
 
 # Conv blocks keep halving the image until it is this small (or the block cap is reached):
 # past that, pooling only throws away the little position information left.
@@ -28,14 +28,6 @@ _LEARNING_RATES: Final = {"mlp": 2e-3, "cnn": 2e-3, "rnn": 5e-3}
 _TRAIN_SHARE: Final = 0.7
 _MIN_EPOCHS: Final = 20
 _MAX_EPOCHS: Final = 200
-
-
-class ShapeMismatch(MLError):
-    """A dataset's sample shape cannot feed the architecture (or the config given for it)."""
-
-    def __init__(self, msg: str) -> None:
-        self.msg = msg
-        super().__init__(msg)
 
 
 def _shape_text(shape: Sequence[int]) -> str:

@@ -107,3 +107,38 @@ class InputInvalid(MLError):
             "expected": self.expected,
             "got": self.got,
         }
+
+
+class ShapeMismatch(MLError):
+    """A dataset's sample shape cannot feed the architecture (or the config given for it)."""
+
+    def __init__(self, msg: str) -> None:
+        self.msg = msg
+        super().__init__(msg)
+
+
+class Canceled(MLError):
+    """``should_stop`` asked the run to stop; ``epochs_completed`` epochs had finished."""
+
+    def __init__(self, *, epochs_completed: int = 0) -> None:
+        self.epochs_completed = epochs_completed
+        super().__init__(f"training was canceled after {epochs_completed} epoch(s)")
+
+
+class Diverged(MLError):
+    """The training loss became NaN or infinite; a smaller learning rate usually helps."""
+
+    def __init__(self, *, epoch: int) -> None:
+        self.epoch = epoch
+        super().__init__(
+            f"the training loss became non-finite in epoch {epoch}; "
+            "try a smaller learning rate or standardized inputs"
+        )
+
+
+class CheckpointInvalid(MLError):
+    """Bytes that are not a training checkpoint, or one from a different run."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"cannot resume from this checkpoint: {reason}")

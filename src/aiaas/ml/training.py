@@ -28,12 +28,11 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from aiaas.ml.defaults import ShapeMismatch
-from aiaas.ml.errors import MLError
+from aiaas.ml.errors import Canceled, CheckpointInvalid, Diverged, ShapeMismatch
 from aiaas.ml.evaluation import classification_metrics, regression_metrics
+from aiaas.ml.task import Task
 from aiaas.ml.weights import load_safetensors
 
-Task = Literal["classification", "regression"]
 History = list[dict[str, float | int | None]]
 
 _CHECKPOINT_KEY: Final = "aiaas.checkpoint"
@@ -43,33 +42,6 @@ _CHECKPOINT_VERSION: Final = 1
 _RESUMABLE_CHANGES: Final = frozenset({"epochs", "early_stopping_patience"})
 # Rows per forward pass when evaluating; a memory bound only, it does not change results.
 _EVAL_CHUNK: Final = 1024
-
-
-class Canceled(MLError):
-    """``should_stop`` asked the run to stop; ``epochs_completed`` epochs had finished."""
-
-    def __init__(self, *, epochs_completed: int = 0) -> None:
-        self.epochs_completed = epochs_completed
-        super().__init__(f"training was canceled after {epochs_completed} epoch(s)")
-
-
-class Diverged(MLError):
-    """The training loss became NaN or infinite; a smaller learning rate usually helps."""
-
-    def __init__(self, *, epoch: int) -> None:
-        self.epoch = epoch
-        super().__init__(
-            f"the training loss became non-finite in epoch {epoch}; "
-            "try a smaller learning rate or standardized inputs"
-        )
-
-
-class CheckpointInvalid(MLError):
-    """Bytes that are not a training checkpoint, or one from a different run."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"cannot resume from this checkpoint: {reason}")
 
 
 @dataclass(frozen=True)

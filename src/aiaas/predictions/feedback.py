@@ -11,15 +11,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from aiaas.datasets.service import feedback_classes
 from aiaas.db import utcnow
-from aiaas.errors import InvalidInput, NotFound
+from aiaas.errors import InvalidInput, NotFound, invalid
 from aiaas.predictions.models import Prediction
 from aiaas.registry.models import Model
+from aiaas.registry.versions import feedback_classes
 
 
 def _problem(msg: str, *loc: str | int) -> InvalidInput:
-    return InvalidInput(msg, errors=[{"loc": ["body", "label", *loc], "msg": msg}])
+    return invalid(msg, "body", "label", *loc)
 
 
 def _check_label(value: Any, classes: list[Any] | None, *loc: int) -> Any:

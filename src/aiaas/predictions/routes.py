@@ -1,3 +1,12 @@
+"""Prediction routes: sync predict, async jobs, feedback.
+
+Who may call predict: any login token, or an API key with the ``predict`` scope (``Predictor``
+below, ``accounts.deps.require_scope``), on a model its account owns or a public one; another
+account's private model is a 404, as if it did not exist (``predictions.directory``). The fast
+lane that answers sync predictions before routing (``fastlane.PredictFastLane``) asks the same
+two questions in ``sync.PredictPath.caller`` and ``ModelDirectory.resolve``.
+"""
+
 from __future__ import annotations
 
 import uuid
@@ -6,9 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from starlette.responses import Response
 
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
-from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep, require_scope
+from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
 from aiaas.predictions import feedback, service
@@ -19,7 +29,8 @@ from aiaas.predictions.schemas import (
     PredictionRead,
 )
 from aiaas.predictions.sync import JSON, NPY, PredictPath
-from aiaas.quotas import service as quotas
+from aiaas.predictions.tasks import PREDICTION_JOB
+from aiaas.quotas.deps import QuotasDep
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -99,6 +110,7 @@ def create_prediction(
     body: PredictionCreate,
     principal: Predictor,
     session: SessionDep,
+    quotas: QuotasDep,
     settings: SettingsDep,
     store: StoreDep,
     dispatcher: DispatcherDep,
@@ -109,8 +121,8 @@ def create_prediction(
     ] = None,
 ) -> PredictionRead:
     """Queue a prediction job; poll it, or get it POSTed to `webhook` when it finishes."""
-    quotas.check_prediction_job(
-        session, principal.user, settings=settings, spec=body, idempotency_key=idempotency_key
+    service.check_quotas(
+        session, quotas, owner=principal.user, spec=body, idempotency_key=idempotency_key
     )
     job, created = service.create_job(
         session,
@@ -123,7 +135,7 @@ def create_prediction(
         max_output_bytes=int(settings.max_output_mb * 1024 * 1024),
     )
     if created:
-        dispatcher.submit_prediction(str(job.id))
+        dispatcher.submit(PREDICTION_JOB.task, str(job.id))
     response.headers["Location"] = f"/v1/predictions/{job.id}"
     return service.to_read(job)
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aiaas.accounts.models import User
 from aiaas.db import Database, utcnow
-from aiaas.errors import Conflict, InvalidInput, NotFound
+from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_inputs, encode_npy
 from aiaas.pagination import PageParams, fetch_page
@@ -29,11 +29,12 @@ from aiaas.predictions import webhooks
 from aiaas.predictions.directory import ResolvedVersion
 from aiaas.predictions.models import CANCELED, FINISHED, QUEUED, RUNNING, SUCCEEDED, Prediction
 from aiaas.predictions.schemas import PredictionCreate, PredictionRead, Timings, WebhookRead
+from aiaas.quotas import Quota, Quotas
 from aiaas.registry import service as registry
 from aiaas.registry import versions
-from aiaas.registry.models import ModelAlias, ModelVersion
+from aiaas.registry.models import ModelAlias
 from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
-from aiaas.serving.runtime import postprocess
+from aiaas.serving.postprocess import postprocess
 from aiaas.storage import ArtifactStore
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -41,6 +42,10 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 INLINE_INPUT_BYTES = 64 * 1024
 # Outputs likewise: a row holds at most this much of them.
 INLINE_OUTPUT_BYTES = 64 * 1024
+# np.save's header, padded to 64 bytes, is 128 bytes for a float32 array of up to a dozen or so
+# axes: job inputs kept in the store are such arrays (see _keep_inputs).
+NPY_HEADER_BYTES = 128
+FLOAT32_BYTES = 4
 MB = 1024 * 1024
 
 
@@ -115,7 +120,7 @@ def create_job(
             spec.inputs, shape=tuple(version.input_shape), max_rows=max_rows, loc=("body", "inputs")
         )
     except InputInvalid as exc:
-        raise InvalidInput(exc.msg, errors=[exc.to_error()]) from None
+        raise from_core(exc) from None
     check_output_size(version.config, int(batch.shape[0]), max_bytes=max_output_bytes)
     if spec.webhook is not None:
         try:
@@ -210,12 +215,56 @@ def load_outputs(job: Prediction, *, store: ArtifactStore) -> list[Any] | None:
     return job.outputs
 
 
+def stored_input_bytes(inputs: Any) -> int:
+    """What an async job's JSON ``inputs`` will occupy in the artifact store: 0 when they are
+    small enough to stay in the job row.
+
+    Counted along the first element of each nesting level, in time proportional to the depth
+    rather than to the numbers: exact for a well-formed (rectangular) array, and a ragged one
+    is refused with 422 by the decoding that follows, before anything is stored."""
+    count = 1
+    level = inputs
+    while isinstance(level, list):
+        count *= len(level)
+        if not level:
+            break
+        level = level[0]
+    payload = count * FLOAT32_BYTES
+    return NPY_HEADER_BYTES + payload if payload > INLINE_INPUT_BYTES else 0
+
+
+def check_quotas(
+    session: Session,
+    quotas: Quotas,
+    *,
+    owner: User,
+    spec: PredictionCreate,
+    idempotency_key: str | None,
+) -> None:
+    """A job is queued, and its inputs stored when they are large. A retry of a job already
+    made is let through: it gets that job back, whatever the quotas say now."""
+    if idempotency_key and find_replay(
+        session, owner=owner, key=idempotency_key, body_hash=request_hash(spec)
+    ):
+        return
+    quotas.check(session, owner, Quota.ASYNC_JOBS)
+    stored = stored_input_bytes(spec.inputs)
+    if stored:
+        quotas.check(session, owner, Quota.STORED_BYTES, adding=stored)
+
+
 def expire_finished(
-    database: Database, store: ArtifactStore, *, older_than: timedelta, limit: int = 500
+    database: Database,
+    store: ArtifactStore,
+    *,
+    older_than: timedelta,
+    held: Callable[[Session, str], bool],
+    limit: int = 500,
 ) -> int:
     """Drop the inputs and outputs of async jobs finished longer ago than ``older_than``
-    (their status and timings stay); release blobs no other row refers to. Returns how many
-    jobs expired."""
+    (their status and timings stay); release the blobs for which ``held`` (which sees every
+    table: ``aiaas.blobs.held``) says no row refers to them any more. Returns how many jobs
+    expired."""
     cutoff = utcnow() - older_than
     with database.session() as session:
         jobs = list(
@@ -238,21 +287,8 @@ def expire_finished(
             job.inputs_sha256 = job.outputs_sha256 = None
             job.expired_at = now
         session.commit()
-        # Imported here: the datasets and trainings domains import this module.
-        from aiaas.datasets.models import Dataset
-        from aiaas.trainings.models import Training
-
         for sha in blobs:
-            # Blobs are shared by content across every table (and every account).
-            held = (
-                select(Prediction.id).where(
-                    or_(Prediction.inputs_sha256 == sha, Prediction.outputs_sha256 == sha)
-                ),
-                select(ModelVersion.id).where(ModelVersion.sha256 == sha),
-                select(Dataset.id).where(Dataset.sha256 == sha),
-                select(Training.id).where(Training.checkpoint_sha256 == sha),
-            )
-            if all(session.scalar(query.limit(1)) is None for query in held):
+            if not held(session, sha):
                 store.delete(sha)
         session.rollback()
     return len(jobs)

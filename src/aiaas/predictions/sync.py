@@ -23,7 +23,15 @@ from aiaas.accounts.credentials import CredentialCache
 from aiaas.accounts.schemas import Scope
 from aiaas.config import Settings
 from aiaas.dispatch.base import Dispatcher
-from aiaas.errors import AppError, GatewayTimeout, InvalidInput, UnsupportedMediaType
+from aiaas.errors import (
+    AppError,
+    GatewayTimeout,
+    InvalidInput,
+    PredictionFailed,
+    UnsupportedMediaType,
+    from_core,
+)
+from aiaas.metering.meter import UsageMeter
 from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
@@ -31,17 +39,12 @@ from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.ratelimits.limiter import Bucket
 from aiaas.ratelimits.policy import credential_id
-from aiaas.serving.runtime import postprocess
-from aiaas.usage.meter import UsageMeter
+from aiaas.serving.postprocess import postprocess
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 NPY = "application/x-npy"
-
-
-class PredictionFailed(AppError):
-    status, type, title = 500, "prediction-failed", "Prediction failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +170,7 @@ class PredictPath:
             if media == NPY:
                 return decode_npy(body, shape=shape, max_rows=limit)
         except InputInvalid as exc:
-            raise InvalidInput(exc.msg, errors=[exc.to_error()]) from None
+            raise from_core(exc) from None
         raise UnsupportedMediaType(f"Send {JSON} or {NPY}, not {media}.", accepted=[JSON, NPY])
 
     async def predict(

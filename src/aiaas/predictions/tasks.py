@@ -10,24 +10,21 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy import select, update
 
 from aiaas import jobs
-from aiaas.db import Database, utcnow
+from aiaas.context import WorkerContext
+from aiaas.db import utcnow
 from aiaas.errors import InvalidInput
 from aiaas.predictions.models import FAILED, SUCCEEDED, Prediction
 from aiaas.predictions.service import check_output_size, keep_outputs, load_inputs
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
-from aiaas.serving.runtime import postprocess
-from aiaas.worker.context import WorkerContext
+from aiaas.serving.postprocess import postprocess
 
 log = logging.getLogger(__name__)
-
-Task = Callable[[WorkerContext, str], object]
 
 
 def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
@@ -122,8 +119,11 @@ def run_prediction_job(ctx: WorkerContext, job_id: str) -> str:
     return str(values["status"])
 
 
-def stale_jobs(database: Database, *, requeue_after_s: float) -> list[str]:
-    """Async jobs to publish again (see :func:`aiaas.jobs.take_stale`); sync rows never are."""
-    return jobs.take_stale(
-        database, Prediction, requeue_after_s=requeue_after_s, where=(Prediction.kind == "async",)
-    )
+# Async jobs only: a sync prediction's row is a record written after its answer.
+PREDICTION_JOB = jobs.JobKind(
+    task="aiaas.run_prediction_job",
+    queue=jobs.PREDICT_QUEUE,
+    run=run_prediction_job,
+    table=Prediction,
+    where=(Prediction.kind == "async",),
+)

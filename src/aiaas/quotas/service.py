@@ -8,7 +8,9 @@ per account in ``users.limits["quotas"]``:
 - ``null``: unlimited.
 
 Use is counted from the rows every time (models, versions, sizes, job states, training times),
-so it cannot drift from what is really there. A refusal is
+so it cannot drift from what is really there. Those rows belong to the domains that check their
+quotas here, so this package cannot read them itself: the app factory hands :class:`Quotas` a
+:class:`UsageCounter` that can (``aiaas.usage.counting.RowCounter``). A refusal is
 :class:`~aiaas.errors.QuotaExceeded`: 403 ``quota-exceeded`` naming the quota, its limit and the
 current use.
 
@@ -27,24 +29,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aiaas.accounts.models import User
 from aiaas.config import Settings
 from aiaas.errors import QuotaExceeded
-from aiaas.jobs import QUEUED, RUNNING
-from aiaas.predictions import service as predictions
-from aiaas.predictions.models import Prediction
-from aiaas.predictions.schemas import PredictionCreate
-from aiaas.quotas.counting import stored_bytes, stored_input_bytes, training_seconds
 from aiaas.quotas.schemas import QuotaList, QuotaRead
-from aiaas.registry.models import Model, ModelVersion
-from aiaas.trainings.models import Training
-
-_ACTIVE = (QUEUED, RUNNING)
 
 
 class Quota(StrEnum):
@@ -88,56 +81,19 @@ def limits_for(user: User, settings: Settings) -> dict[str, int | None]:
     return limits
 
 
-def _count(session: Session, query: Any) -> int:
-    return int(session.scalar(query) or 0)
+class UsageCounter(Protocol):
+    """An account's current use of each quota, counted from the rows that hold it."""
 
+    def usage_of(
+        self, session: Session, owner_id: uuid.UUID, quota: Quota, model_id: uuid.UUID | None
+    ) -> int:
+        """For ``versions_per_model`` the versions of ``model_id``, or without one the most
+        that any of the account's models has."""
+        ...
 
-def _most_versions(session: Session, owner_id: uuid.UUID) -> tuple[int, str | None]:
-    row = session.execute(
-        select(func.count(ModelVersion.id).label("n"), Model.name)
-        .join(Model, Model.id == ModelVersion.model_id)
-        .where(Model.owner_id == owner_id)
-        .group_by(Model.id, Model.name)
-        .order_by(func.count(ModelVersion.id).desc(), Model.name)
-        .limit(1)
-    ).first()
-    return (int(row[0]), str(row[1])) if row else (0, None)
-
-
-def usage_of(session: Session, user: User, quota: Quota, model: Model | None = None) -> int:
-    """The account's current use of ``quota``. For ``versions_per_model`` that is the versions
-    of ``model``, or without one the most that any of the account's models has."""
-    owner = user.id
-    match quota:
-        case Quota.MODELS:
-            return _count(session, select(func.count(Model.id)).where(Model.owner_id == owner))
-        case Quota.VERSIONS_PER_MODEL:
-            if model is None:
-                return _most_versions(session, owner)[0]
-            return _count(
-                session,
-                select(func.count(ModelVersion.id)).where(ModelVersion.model_id == model.id),
-            )
-        case Quota.STORED_BYTES:
-            return stored_bytes(session, owner).total
-        case Quota.ASYNC_JOBS:
-            return _count(
-                session,
-                select(func.count(Prediction.id)).where(
-                    Prediction.owner_id == owner,
-                    Prediction.kind == "async",
-                    Prediction.status.in_(_ACTIVE),
-                ),
-            )
-        case Quota.TRAININGS:
-            return _count(
-                session,
-                select(func.count(Training.id)).where(
-                    Training.owner_id == owner, Training.status.in_(_ACTIVE)
-                ),
-            )
-        case Quota.TRAINING_SECONDS_PER_MONTH:
-            return training_seconds(session, owner)
+    def most_versions(self, session: Session, owner_id: uuid.UUID) -> tuple[int, str | None]:
+        """The most versions any one of the account's models has, and that model's name."""
+        ...
 
 
 def _lock_account(session: Session, user: User) -> None:
@@ -156,7 +112,7 @@ def _bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _detail(quota: Quota, *, limit: int, current: int, adding: int, model: Model | None) -> str:
+def _detail(quota: Quota, *, limit: int, current: int, adding: int, model_name: str | None) -> str:
     at_limit = (
         "the limit of your account" if current == limit else f"your account's limit is {limit}"
     )
@@ -164,7 +120,7 @@ def _detail(quota: Quota, *, limit: int, current: int, adding: int, model: Model
         case Quota.MODELS:
             return f"You have {current} models, {at_limit}; delete one or ask for more."
         case Quota.VERSIONS_PER_MODEL:
-            name = model.name if model is not None else "This model"
+            name = model_name or "This model"
             return (
                 f"'{name}' has {current} versions, {at_limit}; register a new model "
                 "or ask for more."
@@ -191,102 +147,57 @@ def _detail(quota: Quota, *, limit: int, current: int, adding: int, model: Model
             )
 
 
-def check(
-    session: Session,
-    user: User,
-    quota: Quota,
-    *,
-    settings: Settings,
-    adding: int = 1,
-    model: Model | None = None,
-) -> None:
-    """Raise QuotaExceeded unless ``user`` may add ``adding`` more of ``quota`` (bytes for
-    ``stored_bytes``; for ``training_seconds_per_month`` 1, which refuses once the month's
-    seconds are used up). Call it in the transaction that then creates the thing: it locks
-    the account's row until that transaction ends (see the module's docstring)."""
-    limit = limits_for(user, settings)[quota.value]
-    if limit is None:
-        return
-    _lock_account(session, user)
-    current = usage_of(session, user, quota, model)
-    if current + adding > limit:
-        raise QuotaExceeded(
-            quota.value,
-            limit=limit,
-            current=current,
-            detail=_detail(quota, limit=limit, current=current, adding=adding, model=model),
-        )
+class Quotas:
+    """The quota checks, with the settings' defaults and a counter of what accounts use; the
+    app keeps one (``app.state.quotas``) and routes take it as ``QuotasDep``."""
 
+    def __init__(self, settings: Settings, counter: UsageCounter) -> None:
+        self.settings = settings
+        self.counter = counter
 
-# What each creating route checks, in one call before its service call.
-
-
-def check_model(session: Session, user: User, *, settings: Settings) -> None:
-    check(session, user, Quota.MODELS, settings=settings)
-
-
-def check_version(
-    session: Session, user: User, *, settings: Settings, model: Model, size_bytes: int
-) -> None:
-    check(session, user, Quota.VERSIONS_PER_MODEL, settings=settings, model=model)
-    check(session, user, Quota.STORED_BYTES, settings=settings, adding=size_bytes)
-
-
-def check_dataset(session: Session, user: User, *, settings: Settings, size_bytes: int) -> None:
-    check(session, user, Quota.STORED_BYTES, settings=settings, adding=size_bytes)
-
-
-def check_prediction_job(
-    session: Session,
-    user: User,
-    *,
-    settings: Settings,
-    spec: PredictionCreate,
-    idempotency_key: str | None,
-) -> None:
-    """A job is queued, and its inputs stored when they are large. A retry of a job already
-    made is let through: it gets that job back, whatever the quotas say now."""
-    if idempotency_key and predictions.find_replay(
-        session, owner=user, key=idempotency_key, body_hash=predictions.request_hash(spec)
-    ):
-        return
-    check(session, user, Quota.ASYNC_JOBS, settings=settings)
-    stored = stored_input_bytes(spec.inputs)
-    if stored:
-        check(session, user, Quota.STORED_BYTES, settings=settings, adding=stored)
-
-
-def check_training(session: Session, user: User, *, settings: Settings, model_name: str) -> None:
-    """A training is queued, and makes a model (when the caller has none of that name) or
-    adds a version to it when it succeeds."""
-    check(session, user, Quota.TRAININGS, settings=settings)
-    check(session, user, Quota.TRAINING_SECONDS_PER_MONTH, settings=settings)
-    model = session.scalar(select(Model).where(Model.name == model_name, Model.owner_id == user.id))
-    if model is None:
-        taken = session.scalar(select(Model.id).where(Model.name == model_name))
-        if taken is None:  # someone else's name is the service's 403/404 to give
-            check(session, user, Quota.MODELS, settings=settings)
-    else:
-        check(session, user, Quota.VERSIONS_PER_MODEL, settings=settings, model=model)
-
-
-def quotas(session: Session, user: User, *, settings: Settings) -> QuotaList:
-    """Each quota of the account: its limit (None: unlimited) and the current use."""
-    limits = limits_for(user, settings)
-    data = []
-    for quota in Quota:
-        model_name = None
-        if quota is Quota.VERSIONS_PER_MODEL:
-            current, model_name = _most_versions(session, user.id)
-        else:
-            current = usage_of(session, user, quota)
-        data.append(
-            QuotaRead(
-                quota=quota.value,
-                limit=limits[quota.value],
-                current=current,
-                unit=UNITS[quota],
-                model=model_name,
+    def check(
+        self,
+        session: Session,
+        user: User,
+        quota: Quota,
+        *,
+        adding: int = 1,
+        model_id: uuid.UUID | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        """Raise QuotaExceeded unless ``user`` may add ``adding`` more of ``quota`` (bytes for
+        ``stored_bytes``; for ``training_seconds_per_month`` 1, which refuses once the month's
+        seconds are used up; for ``versions_per_model`` a version of ``model_id``). Call it in
+        the transaction that then creates the thing: it locks the account's row until that
+        transaction ends (see the module's docstring)."""
+        limit = limits_for(user, self.settings)[quota.value]
+        if limit is None:
+            return
+        _lock_account(session, user)
+        current = self.counter.usage_of(session, user.id, quota, model_id)
+        if current + adding > limit:
+            detail = _detail(
+                quota, limit=limit, current=current, adding=adding, model_name=model_name
             )
-        )
-    return QuotaList(data=data)
+            raise QuotaExceeded(quota.value, limit=limit, current=current, detail=detail)
+
+    def report(self, session: Session, user: User) -> QuotaList:
+        """Each quota of the account: its limit (None: unlimited) and the current use."""
+        limits = limits_for(user, self.settings)
+        data = []
+        for quota in Quota:
+            model_name = None
+            if quota is Quota.VERSIONS_PER_MODEL:
+                current, model_name = self.counter.most_versions(session, user.id)
+            else:
+                current = self.counter.usage_of(session, user.id, quota, None)
+            data.append(
+                QuotaRead(
+                    quota=quota.value,
+                    limit=limits[quota.value],
+                    current=current,
+                    unit=UNITS[quota],
+                    model=model_name,
+                )
+            )
+        return QuotaList(data=data)

@@ -18,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from aiaas.config import RATE_PERIODS, parse_rate
 
-_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +41,11 @@ class Rate:
     @classmethod
     def parse(cls, text: str) -> Rate | None:
         """``"2000/second"``, ``"60/minute"``...; ``"0"`` (or ``"0/second"``) is no limit."""
-        if text.strip() == "0":
-            return None
-        match = _RATE.match(text)
-        if match is None:
-            raise ValueError(f"{text!r} is not a rate such as '100/second' or '0' (no limit)")
-        count = int(match.group(1))
-        return None if count == 0 else cls(count, _PERIODS[match.group(2)])
+        parsed = parse_rate(text)
+        return None if parsed is None else cls(*parsed)
 
     def __str__(self) -> str:
-        unit = next(name for name, seconds in _PERIODS.items() if seconds == self.period_s)
+        unit = next(name for name, seconds in RATE_PERIODS.items() if seconds == self.period_s)
         return f"{self.count}/{unit}"
 
 

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
-from aiaas.deps import SessionDep, require_scope
+from aiaas.deps import SessionDep
 from aiaas.registry import service
 from aiaas.registry.models import Model
 

@@ -7,13 +7,15 @@ from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile, 
 from fastapi.responses import StreamingResponse
 
 from aiaas import events
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
-from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, StoreDep, require_scope
+from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, StoreDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden, PayloadTooLarge
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams, page_params
-from aiaas.quotas import service as quotas
+from aiaas.quotas import Quota
+from aiaas.quotas.deps import QuotasDep
 from aiaas.registry import service, versions
 from aiaas.registry.deps import ReadableModel, WritableModel
 from aiaas.registry.models import Model, ModelVersion
@@ -70,10 +72,10 @@ def create_model(
     body: ModelCreate,
     principal: Writer,
     session: SessionDep,
-    settings: SettingsDep,
+    quotas: QuotasDep,
     address: ClientAddress,
 ) -> ModelRead:
-    quotas.check_model(session, principal.user, settings=settings)
+    quotas.check(session, principal.user, Quota.MODELS)
     model = service.create_model(session, owner=principal.user, spec=body, address=address)
     return service.to_read(model, user=principal.user, latest=None)
 
@@ -164,6 +166,7 @@ def create_version(
     model: WritableModel,
     principal: Writer,
     session: SessionDep,
+    quotas: QuotasDep,
     settings: SettingsDep,
     store: StoreDep,
     bus: EventsDep,
@@ -173,9 +176,10 @@ def create_version(
     data = weights.file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"The weights are over the limit of {limit} bytes.")
-    quotas.check_version(
-        session, principal.user, settings=settings, model=model, size_bytes=len(data)
+    quotas.check(
+        session, principal.user, Quota.VERSIONS_PER_MODEL, model_id=model.id, model_name=model.name
     )
+    quotas.check(session, principal.user, Quota.STORED_BYTES, adding=len(data))
     version = versions.create_version(
         session,
         model=model,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from aiaas.ml.task import Task
 from aiaas.pagination import Page
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -14,7 +15,6 @@ ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 LATEST = "latest"
 DEFAULT_ALIAS = "production"
 
-Task = Literal["classification", "regression"]
 Visibility = Literal["private", "public"]
 ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aiaas.db import utcnow
-from aiaas.errors import Conflict, InvalidInput, NotFound
+from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
 from aiaas.ml import architectures
 from aiaas.ml.errors import ConfigInvalid, NotSafetensors, UnknownArchitecture
 from aiaas.ml.weights import check_state_dict, load_safetensors
@@ -48,19 +48,8 @@ def checked_config(
     """The parsed config of ``architecture``, or a 422 locating each problem under ``loc``."""
     try:
         return architectures.parse_config(architecture, raw, max_parameters=max_parameters)
-    except UnknownArchitecture as exc:
-        raise InvalidInput(
-            f"Unknown architecture '{architecture}'.",
-            errors=[
-                {
-                    "loc": [*loc, "architecture"],
-                    "msg": f"expected one of {', '.join(sorted(exc.known))}",
-                }
-            ],
-        ) from None
-    except ConfigInvalid as exc:
-        errors = [{**e, "loc": [*loc, *e["loc"]]} for e in exc.errors]
-        raise InvalidInput("The architecture config cannot be built.", errors=errors) from None
+    except (UnknownArchitecture, ConfigInvalid) as exc:
+        raise from_core(exc, *loc) from None
 
 
 def check_upload(
@@ -86,10 +75,7 @@ def check_upload(
     try:
         tensors = load_safetensors(weights)
     except NotSafetensors as exc:
-        raise InvalidInput(
-            "weights must be safetensors",
-            errors=[{"loc": ["weights"], "msg": f"weights must be safetensors: {exc.reason}"}],
-        ) from None
+        raise from_core(exc) from None
     # The meta device gives every parameter's name and shape without allocating its memory.
     with torch.device("meta"):
         module = architectures.build_model(spec.architecture, config)
@@ -276,3 +262,23 @@ def serving_spec(
             version.max_delay_ms if version.max_delay_ms is not None else default_max_delay_ms
         ),
     )
+
+
+def feedback_classes(
+    session: Session, model: Model, version: int | None = None
+) -> list[str | int] | None:
+    """What a feedback label may be for a prediction of ``model`` made by ``version`` (the
+    latest when None): the class names that version answers with (its labels, set when it was
+    trained on named classes), else the model's labels, else output indices."""
+    if model.task != "classification":
+        return None
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    if version is not None:
+        query = query.where(ModelVersion.number == version)
+    row = session.scalar(query.order_by(ModelVersion.number.desc()).limit(1))
+    if row is not None and row.labels:
+        return list(row.labels)
+    if model.labels:
+        return list(model.labels)
+    outputs = int(row.config.get("output_dim", 0)) if row is not None else 0
+    return list(range(outputs))

@@ -18,6 +18,7 @@ from torch.jit import optimized_execution  # type: ignore[attr-defined]  # publi
 
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import load_safetensors, load_weights_into
+from aiaas.serving.postprocess import postprocess
 from aiaas.serving.spec import ServingSpec
 
 log = logging.getLogger(__name__)
@@ -399,20 +400,6 @@ def _sample_shape(spec: ServingSpec, length: int) -> tuple[int, ...]:
 def _example(spec: ServingSpec, *, rows: int, length: int, device: torch.device) -> torch.Tensor:
     generator = torch.Generator().manual_seed(rows)
     return torch.rand((rows, *_sample_shape(spec, length)), generator=generator).to(device)
-
-
-def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
-    """Per row of ``predict``'s outputs: for classification the most probable class, by
-    label name when the spec has labels and by index otherwise; for regression the
-    output values."""
-    if spec.task == "regression":
-        values: list[Any] = outputs.tolist()
-        return values
-    indices: list[int] = outputs.argmax(axis=-1).tolist()
-    if spec.labels is None:
-        return list(indices)
-    labels = spec.labels
-    return [labels[i] for i in indices]
 
 
 _DROPOUTS: Final = (

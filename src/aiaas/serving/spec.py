@@ -7,11 +7,12 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar, cast, get_args
+from typing import Any, Final, TypeVar, cast, get_args
 
 import orjson
 
-Task = Literal["classification", "regression"]
+from aiaas.ml.task import Task
+
 _TASKS: Final = frozenset(get_args(Task))
 _T = TypeVar("_T")
 

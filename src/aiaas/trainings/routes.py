@@ -10,24 +10,18 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
 from aiaas.db import Database
-from aiaas.deps import (
-    DatabaseDep,
-    DispatcherDep,
-    MetricsDep,
-    SessionDep,
-    SettingsDep,
-    StoreDep,
-    require_scope,
-)
+from aiaas.deps import DatabaseDep, DispatcherDep, MetricsDep, SessionDep, SettingsDep, StoreDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
-from aiaas.quotas import service as quotas
+from aiaas.quotas.deps import QuotasDep
 from aiaas.trainings import service
 from aiaas.trainings.models import FINISHED, Training, TrainingEvent
 from aiaas.trainings.schemas import TrainingCreate, TrainingPage, TrainingRead
+from aiaas.trainings.tasks import TRAINING
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 # How often the stream looks for new events, and sends a comment so proxies keep it open.
@@ -48,16 +42,17 @@ def create_training(
     body: TrainingCreate,
     principal: Trainer,
     session: SessionDep,
+    quotas: QuotasDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
     response: Response,
 ) -> TrainingRead:
     """Train a new version of `model` on `dataset`; follow it at `/v1/trainings/{id}/events`."""
-    quotas.check_training(session, principal.user, settings=settings, model_name=body.model)
+    service.check_quotas(session, quotas, owner=principal.user, model_name=body.model)
     training = service.create_training(
         session, owner=principal.user, spec=body, max_parameters=settings.max_model_parameters
     )
-    dispatcher.submit_training(str(training.id))
+    dispatcher.submit(TRAINING.task, str(training.id))
     response.headers["Location"] = f"/v1/trainings/{training.id}"
     return service.to_read(training)
 

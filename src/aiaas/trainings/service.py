@@ -17,10 +17,11 @@ from aiaas.accounts.models import User
 from aiaas.datasets import service as datasets
 from aiaas.datasets.schemas import DatasetRead
 from aiaas.db import Database, utcnow
-from aiaas.errors import Conflict, InvalidInput, NotFound
+from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
 from aiaas.ml import architectures, defaults
-from aiaas.ml.errors import UnknownArchitecture
+from aiaas.ml.errors import ShapeMismatch, UnknownArchitecture
 from aiaas.pagination import PageParams, fetch_page
+from aiaas.quotas import Quota, Quotas
 from aiaas.registry import service as registry
 from aiaas.registry import versions
 from aiaas.registry.models import Model
@@ -140,12 +141,7 @@ def _from_scratch(
     try:
         architectures.get_architecture(architecture)
     except UnknownArchitecture as exc:
-        raise InvalidInput(
-            f"Unknown architecture '{architecture}'.",
-            errors=[
-                {"loc": ["body", "architecture"], "msg": f"expected one of {', '.join(exc.known)}"}
-            ],
-        ) from None
+        raise from_core(exc, "body") from None
     given = (spec.config or {}).get("output_dim", outputs)
     if given != outputs:
         raise InvalidInput(
@@ -155,10 +151,10 @@ def _from_scratch(
     try:
         raw = spec.config or defaults.default_config(architecture, shape, outputs)
         filled = defaults.fit_config(architecture, raw, shape, outputs)
-    except defaults.ShapeMismatch as exc:
+    except ShapeMismatch as exc:
         if spec.config is None:
             raise _dataset_problem(None, exc.msg) from None
-        raise InvalidInput(exc.msg, errors=[{"loc": ["body", "config"], "msg": exc.msg}]) from None
+        raise from_core(exc, "body", "config") from None
     parsed = versions.checked_config(
         architecture, filled, max_parameters=max_parameters, loc=("body", "config")
     )
@@ -372,3 +368,21 @@ def to_read(training: Training) -> TrainingRead:
         started_at=training.started_at,
         finished_at=training.finished_at,
     )
+
+
+def check_quotas(session: Session, quotas: Quotas, *, owner: User, model_name: str) -> None:
+    """A training is queued, and makes a model (when the caller has none of that name) or
+    adds a version to it when it succeeds."""
+    quotas.check(session, owner, Quota.TRAININGS)
+    quotas.check(session, owner, Quota.TRAINING_SECONDS_PER_MONTH)
+    model = session.scalar(
+        select(Model).where(Model.name == model_name, Model.owner_id == owner.id)
+    )
+    if model is None:
+        taken = session.scalar(select(Model.id).where(Model.name == model_name))
+        if taken is None:  # someone else's name is create_training's 403/404 to give
+            quotas.check(session, owner, Quota.MODELS)
+    else:
+        quotas.check(
+            session, owner, Quota.VERSIONS_PER_MODEL, model_id=model.id, model_name=model.name
+        )

@@ -22,14 +22,15 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from aiaas import jobs
 from aiaas.accounts.models import User
+from aiaas.context import WorkerContext
 from aiaas.datasets import service as datasets
 from aiaas.datasets.arrays import DatasetArrays
-from aiaas.db import Database, utcnow
+from aiaas.db import utcnow
 from aiaas.errors import AppError
 from aiaas.ml import architectures
+from aiaas.ml.errors import Canceled
 from aiaas.ml.evaluation import classification_metrics, regression_metrics
 from aiaas.ml.training import (
-    Canceled,
     Checkpoint,
     EpochReport,
     Hyperparameters,
@@ -51,7 +52,6 @@ from aiaas.trainings.service import (
     release_checkpoint,
     version_labels,
 )
-from aiaas.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -397,5 +397,6 @@ def _attempt(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
     return SUCCEEDED
 
 
-def stale_trainings(database: Database, *, requeue_after_s: float) -> list[str]:
-    return jobs.take_stale(database, Training, requeue_after_s=requeue_after_s)
+TRAINING = jobs.JobKind(
+    task="aiaas.run_training", queue=jobs.TRAINING_QUEUE, run=run_training, table=Training
+)

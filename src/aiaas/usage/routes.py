@@ -5,10 +5,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from aiaas.deps import CurrentPrincipal, SessionDep
+from aiaas.accounts.deps import CurrentPrincipal
+from aiaas.deps import SessionDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE, MissingScope
+from aiaas.metering.meter import UsageMeter
 from aiaas.usage import service
-from aiaas.usage.meter import UsageMeter
 from aiaas.usage.schemas import Granularity, UsageRead
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}

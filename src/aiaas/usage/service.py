@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aiaas.errors import InvalidInput
-from aiaas.quotas.counting import stored_bytes
+from aiaas.metering.meter import Counts, UsageMeter, hour_of
+from aiaas.metering.models import UsageHour
 from aiaas.registry.models import Model
-from aiaas.usage.meter import Counts, UsageMeter, hour_of
-from aiaas.usage.models import UsageHour
+from aiaas.usage.counting import stored_bytes
 from aiaas.usage.schemas import (
     Granularity,
     ModelUsage,

@@ -2,7 +2,7 @@
 
 Each worker process that serves the ``predict`` queue runs one consumer thread beside Celery's
 own consumer (which takes async jobs and webhooks from the same queue name). Many workers pop
-from one list, so Redis hands each batch to exactly one of them. See ``dispatch.wire`` for why
+from one list, so Redis hands each batch to exactly one of them. See ``serving.wire`` for why
 these batches are not Celery tasks.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import redis
 
-from aiaas.dispatch import wire
+from aiaas.context import WorkerContext
+from aiaas.serving import wire
 from aiaas.serving.runtime import serving_mode
 from aiaas.serving.spec import ServingSpec
-from aiaas.worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 

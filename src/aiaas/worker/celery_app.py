@@ -1,4 +1,5 @@
-"""The Celery application, built from the settings; task definitions live in ``worker.tasks``.
+"""The Celery application, built from the settings; ``worker.tasks.register`` adds a task per
+kind of job the table it is handed names (``aiaas.tasks.JOB_KINDS``).
 
 Queues: ``predict`` (sync batches, async jobs, webhook deliveries) and ``training``. Async jobs
 are acknowledged late and rejected back to the queue when their worker dies, so a SIGKILLed
@@ -11,16 +12,13 @@ from celery import Celery
 from kombu.entity import Queue
 
 from aiaas.config import Settings
-
-PREDICT_QUEUE = "predict"
-TRAINING_QUEUE = "training"
-QUEUES = (PREDICT_QUEUE, TRAINING_QUEUE)
+from aiaas.jobs import PREDICT_QUEUE, QUEUES
 
 
 def create_celery(settings: Settings) -> Celery:
     if not settings.broker_url:
         raise ValueError("AIAAS_BROKER_URL is not set: the distributed mode needs a broker")
-    app = Celery("aiaas", broker=settings.broker_url, include=["aiaas.worker.tasks"])
+    app = Celery("aiaas", broker=settings.broker_url)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

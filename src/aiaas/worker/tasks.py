@@ -1,5 +1,5 @@
-"""Celery tasks: thin wrappers that hand ids to the shared task code; and the sync batch
-consumer's start and stop, tied to the worker's lifecycle.
+"""Celery tasks: one thin wrapper per kind of job, handing the id to that kind's task code;
+and the sync batch consumer's start and stop, tied to the worker's lifecycle.
 
 Each worker process builds its :class:`WorkerContext` on first use, after any fork, so no
 database engine, Redis connection or CUDA context is inherited from a parent.
@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
-from celery import shared_task, signals
+from celery import Celery, signals
 
 from aiaas.config import get_settings
+from aiaas.context import WorkerContext, build_context
+from aiaas.jobs import PREDICT_QUEUE, JobKind, Task
+from aiaas.metering.meter import AccountUsageCollector
 from aiaas.metrics import Metrics
-from aiaas.predictions import tasks
-from aiaas.trainings import tasks as training_tasks
-from aiaas.usage.meter import AccountUsageCollector
 from aiaas.worker.batches import BatchConsumer
-from aiaas.worker.celery_app import PREDICT_QUEUE
-from aiaas.worker.context import WorkerContext, build_context
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -99,17 +98,22 @@ def serve_batches(queue: str = PREDICT_QUEUE, *, forked: bool = False) -> None:
         signals.worker_shutdown.connect(stop, weak=False)
 
 
-@shared_task(name="aiaas.run_prediction_job", acks_late=True, reject_on_worker_lost=True)
-def run_prediction_job(job_id: str) -> str:
-    return tasks.run_prediction_job(context(), job_id)
+def register(app: Celery, kinds: Sequence[JobKind]) -> None:
+    """A task per kind of job, by the name the dispatcher publishes it under. Acknowledged
+    late and rejected back to the queue when the worker dies: the job row decides whether a
+    redelivered message has anything left to do."""
+    for kind in kinds:
+        app.task(name=kind.task, acks_late=True, reject_on_worker_lost=True)(_in_context(kind.run))
+
+    @app.task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
+    def deliver_webhook(job_id: str) -> bool:
+        """Left by gateways of an earlier release: the job's row now drives its delivery."""
+        return False
 
 
-@shared_task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
-def deliver_webhook(job_id: str) -> bool:
-    """Left by gateways of the previous release: the job's row now drives its delivery."""
-    return False
+def _in_context(run: Task) -> Callable[[str], str]:
+    def task(job_id: str) -> str:
+        return run(context(), job_id)
 
-
-@shared_task(name="aiaas.run_training", acks_late=True, reject_on_worker_lost=True)
-def run_training(training_id: str) -> str:
-    return training_tasks.run_training(context(), training_id)
+    task.__name__ = task.__qualname__ = run.__name__
+    return task

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from aiaas.db import Database
-from aiaas.usage.models import UsageHour
+from aiaas.metering.models import UsageHour
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""What the quotas count, from the rows that hold it: bytes in the artifact store and
-seconds of training. Pure reads; :mod:`aiaas.quotas.service` decides what they allow."""
+"""What an account uses, counted from the rows that hold it: models, versions, jobs in flight,
+bytes in the artifact store and seconds of training. Pure reads, for the usage report and, as
+:class:`RowCounter`, for :mod:`aiaas.quotas`, which decides what they allow."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from sqlalchemy.orm import Session
 
 from aiaas.datasets.models import Dataset
 from aiaas.db import utcnow
+from aiaas.jobs import QUEUED, RUNNING
 from aiaas.predictions import service as predictions
 from aiaas.predictions.models import Prediction
+from aiaas.predictions.service import FLOAT32_BYTES, NPY_HEADER_BYTES
+from aiaas.quotas import Quota
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.trainings.models import Training
 
-# np.save's header, padded to 64 bytes, is 128 bytes for a float32 array of up to a dozen or so
-# axes: job inputs kept in the store are such arrays (see predictions.service._keep_inputs).
-NPY_HEADER_BYTES = 128
-FLOAT32_BYTES = 4
+_ACTIVE = (QUEUED, RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +90,6 @@ def job_payload_bytes(session: Session, owner_id: uuid.UUID) -> int:
     return total
 
 
-def stored_input_bytes(inputs: Any) -> int:
-    """What an async job's JSON ``inputs`` will occupy in the artifact store: 0 when they are
-    small enough to stay in the job row.
-
-    Counted along the first element of each nesting level, in time proportional to the depth
-    rather than to the numbers: exact for a well-formed (rectangular) array, and a ragged one
-    is refused with 422 by the decoding that follows, before anything is stored."""
-    count = 1
-    level = inputs
-    while isinstance(level, list):
-        count *= len(level)
-        if not level:
-            break
-        level = level[0]
-    payload = count * FLOAT32_BYTES
-    return NPY_HEADER_BYTES + payload if payload > predictions.INLINE_INPUT_BYTES else 0
-
-
 def month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
@@ -128,3 +111,58 @@ def training_seconds(session: Session, owner_id: uuid.UUID, *, now: datetime | N
         if started is not None:  # always, by the query; mypy cannot know
             total += max(0.0, ((finished or now) - max(started, since)).total_seconds())
     return int(total)
+
+
+def _count(session: Session, query: Any) -> int:
+    return int(session.scalar(query) or 0)
+
+
+class RowCounter:
+    """The :class:`~aiaas.quotas.UsageCounter` the app hands its quotas."""
+
+    def usage_of(
+        self, session: Session, owner_id: uuid.UUID, quota: Quota, model_id: uuid.UUID | None
+    ) -> int:
+        match quota:
+            case Quota.MODELS:
+                return _count(
+                    session, select(func.count(Model.id)).where(Model.owner_id == owner_id)
+                )
+            case Quota.VERSIONS_PER_MODEL:
+                if model_id is None:
+                    return self.most_versions(session, owner_id)[0]
+                return _count(
+                    session,
+                    select(func.count(ModelVersion.id)).where(ModelVersion.model_id == model_id),
+                )
+            case Quota.STORED_BYTES:
+                return stored_bytes(session, owner_id).total
+            case Quota.ASYNC_JOBS:
+                return _count(
+                    session,
+                    select(func.count(Prediction.id)).where(
+                        Prediction.owner_id == owner_id,
+                        Prediction.kind == "async",
+                        Prediction.status.in_(_ACTIVE),
+                    ),
+                )
+            case Quota.TRAININGS:
+                return _count(
+                    session,
+                    select(func.count(Training.id)).where(
+                        Training.owner_id == owner_id, Training.status.in_(_ACTIVE)
+                    ),
+                )
+            case Quota.TRAINING_SECONDS_PER_MONTH:
+                return training_seconds(session, owner_id)
+
+    def most_versions(self, session: Session, owner_id: uuid.UUID) -> tuple[int, str | None]:
+        row = session.execute(
+            select(func.count(ModelVersion.id).label("n"), Model.name)
+            .join(Model, Model.id == ModelVersion.model_id)
+            .where(Model.owner_id == owner_id)
+            .group_by(Model.id, Model.name)
+            .order_by(func.count(ModelVersion.id).desc(), Model.name)
+            .limit(1)
+        ).first()
+        return (int(row[0]), str(row[1])) if row else (0, None)

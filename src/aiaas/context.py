@@ -1,4 +1,5 @@
-"""What task code needs in a worker process, built once per process from the settings.
+"""What task code needs in whichever process runs it (a Celery worker, or the gateway in
+embedded mode), built once per process from the settings.
 
 Embedded mode builds one inside the gateway; a Celery worker builds one per process after fork
 (``worker_process_init``), so no database engine or CUDA context crosses a fork.
@@ -15,6 +16,7 @@ import torch
 
 from aiaas.config import Settings
 from aiaas.db import Database
+from aiaas.metering.meter import UsageMeter
 from aiaas.metrics import Metrics
 from aiaas.ml.limits import configure_limits
 from aiaas.serving.cache import RuntimeCache
@@ -22,7 +24,6 @@ from aiaas.serving.device import select_device
 from aiaas.serving.runtime import ModelRuntime
 from aiaas.serving.spec import ServingSpec
 from aiaas.storage import ArtifactStore, open_store
-from aiaas.usage.meter import UsageMeter
 
 MB = 1024 * 1024
 

@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
-from aiaas.dispatch import wire
+from aiaas.serving import wire
 
 SPEC = {"key": "abc", "architecture": "mlp", "input_shape": [4]}
 

@@ -1,0 +1,24 @@
+"""Outputs to answers, with numpy alone: the gateway calls it on what a worker sent back, so
+the gateway's answer path needs no torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aiaas.serving.spec import ServingSpec
+
+
+def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
+    """Per row of ``predict``'s outputs: for classification the most probable class, by
+    label name when the spec has labels and by index otherwise; for regression the
+    output values."""
+    if spec.task == "regression":
+        values: list[Any] = outputs.tolist()
+        return values
+    indices: list[int] = outputs.argmax(axis=-1).tolist()
+    if spec.labels is None:
+        return list(indices)
+    labels = spec.labels
+    return [labels[i] for i in indices]
