@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
@@ -152,3 +152,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class _Owned(Protocol):
+    owner_id: Any
+
+
+_OwnedRow = TypeVar("_OwnedRow", bound=_Owned)
+
+
+def get_owned(
+    session: Session,
+    entity: type[_OwnedRow],
+    ident: uuid.UUID,
+    *,
+    owner_id: uuid.UUID,
+    missing: Exception,
+) -> _OwnedRow:
+    """The ``entity`` row ``ident`` if ``owner_id`` owns it, else raise ``missing``: another
+    account's row is answered exactly as one that does not exist, so ids tell nothing."""
+    row = session.get(entity, ident)
+    if row is None or row.owner_id != owner_id:
+        raise missing
+    return row

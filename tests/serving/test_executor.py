@@ -14,7 +14,7 @@ from aiaas.serving.executor import (
     make_executor,
     use_batch_scheduling,
 )
-from aiaas.serving.runtime import in_serving_mode
+from aiaas.serving.mode import in_serving_mode
 
 needs_sched_batch = pytest.mark.skipif(
     not hasattr(os, "SCHED_BATCH"), reason="the OS has no SCHED_BATCH policy"

@@ -11,14 +11,9 @@ import torch
 from aiaas.ml.errors import NotSafetensors, WeightsMismatch
 from aiaas.ml.weights import save_safetensors
 from aiaas.serving import ModelRuntime
+from aiaas.serving.graphs import calibrate, prepack_forward, trace_forward
+from aiaas.serving.mode import in_serving_mode, serving_mode
 from aiaas.serving.postprocess import postprocess
-from aiaas.serving.runtime import (
-    calibrate,
-    in_serving_mode,
-    prepack_forward,
-    serving_mode,
-    trace_forward,
-)
 from tests.serving.helpers import load_runtime, make_module, make_spec, sample_shape
 
 CPU = torch.device("cpu")

@@ -10,7 +10,7 @@ import redis
 
 from aiaas.context import WorkerContext
 from aiaas.serving import wire
-from aiaas.serving.runtime import in_serving_mode
+from aiaas.serving.mode import in_serving_mode
 from aiaas.worker.batches import BatchConsumer
 
 

@@ -22,7 +22,7 @@ from aiaas.datasets.arrays import ClassLabel, DatasetArrays, from_npz_bytes, poo
 from aiaas.datasets.models import Dataset
 from aiaas.datasets.parsing import parse_upload
 from aiaas.datasets.schemas import DatasetRead
-from aiaas.db import utcnow
+from aiaas.db import get_owned, utcnow
 from aiaas.errors import Forbidden, InvalidInput, NotFound
 from aiaas.ml.task import Task
 from aiaas.pagination import PageParams, fetch_page
@@ -74,10 +74,7 @@ def _uploaded(session: Session, *, owner_id: uuid.UUID, dataset_id: str) -> Data
         ident = uuid.UUID(dataset_id)
     except ValueError:
         raise _not_found(dataset_id) from None
-    dataset = session.get(Dataset, ident)
-    if dataset is None or dataset.owner_id != owner_id:
-        raise _not_found(dataset_id)
-    return dataset
+    return get_owned(session, Dataset, ident, owner_id=owner_id, missing=_not_found(dataset_id))
 
 
 # ---- feedback sets -------------------------------------------------------------------------

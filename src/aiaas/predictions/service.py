@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aiaas.accounts.models import User
-from aiaas.db import Database, utcnow
+from aiaas.db import Database, get_owned, utcnow
 from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import decode_json_inputs, encode_npy
@@ -295,10 +295,9 @@ def expire_finished(
 
 
 def get_job(session: Session, *, owner: User, job_id: uuid.UUID) -> Prediction:
-    job = session.get(Prediction, job_id)
-    if job is None or job.owner_id != owner.id:
-        raise NotFound("No such prediction.")
-    return job
+    return get_owned(
+        session, Prediction, job_id, owner_id=owner.id, missing=NotFound("No such prediction.")
+    )
 
 
 def list_jobs(

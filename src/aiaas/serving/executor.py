@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from aiaas.serving.runtime import serving_mode
+from aiaas.serving.mode import serving_mode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

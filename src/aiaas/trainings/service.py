@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from aiaas.accounts.models import User
 from aiaas.datasets import service as datasets
 from aiaas.datasets.schemas import DatasetRead
-from aiaas.db import Database, utcnow
+from aiaas.db import Database, get_owned, utcnow
 from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
 from aiaas.ml import architectures, defaults
 from aiaas.ml.errors import ShapeMismatch, UnknownArchitecture
@@ -259,10 +259,9 @@ def create_training(
 
 
 def get_training(session: Session, *, owner: User, training_id: uuid.UUID) -> Training:
-    training = session.get(Training, training_id)
-    if training is None or training.owner_id != owner.id:
-        raise NotFound("No such training.")
-    return training
+    return get_owned(
+        session, Training, training_id, owner_id=owner.id, missing=NotFound("No such training.")
+    )
 
 
 def list_trainings(

@@ -17,7 +17,7 @@ import redis
 
 from aiaas.context import WorkerContext
 from aiaas.serving import wire
-from aiaas.serving.runtime import serving_mode
+from aiaas.serving.mode import serving_mode
 from aiaas.serving.spec import ServingSpec
 
 log = logging.getLogger(__name__)
