@@ -299,20 +299,20 @@ def test_csv_oversized_field() -> None:
 
 
 def test_csv_row_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_ROWS", 3)
+    monkeypatch.setattr(parsing.limits, "MAX_ROWS", 3)
     assert parse_csv(_csv("a,label", "1,x", "2,y", "3,x"), task="classification").rows == 3
     error = _refused(_csv("a,label", "1,x", "2,y", "3,x", "4,y"))
     assert "more than 3 rows" in error.detail
 
 
 def test_csv_feature_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_FEATURES", 2)
+    monkeypatch.setattr(parsing.limits, "MAX_FEATURES", 2)
     error = _refused(_csv("a,b,c,label", "1,2,3,x"))
     assert "more than 2 feature columns" in error.detail
 
 
 def test_csv_class_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_CLASSES", 2)
+    monkeypatch.setattr(parsing.limits, "MAX_CLASSES", 2)
     error = _refused(_csv("a,label", "1,x", "2,y", "3,z"))
     assert "3 distinct classes" in error.detail
 
@@ -486,13 +486,13 @@ def test_npz_single_class_and_empty_names() -> None:
 
 
 def test_npz_row_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_ROWS", 2)
+    monkeypatch.setattr(parsing.limits, "MAX_ROWS", 2)
     error = _refused_npz(_npz(X=np.zeros((3, 1)), y=np.array([0, 1, 0])))
     assert "3 rows; at most 2" in error.detail
 
 
 def test_npz_feature_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_FEATURES", 4)
+    monkeypatch.setattr(parsing.limits, "MAX_FEATURES", 4)
     error = _refused_npz(_npz(X=np.zeros((2, 5)), y=np.array([0, 1])))
     assert "5 values per row; at most 4" in error.detail
 

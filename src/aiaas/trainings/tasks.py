@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import torch
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -29,7 +28,7 @@ from aiaas.db import utcnow
 from aiaas.errors import AppError
 from aiaas.ml import architectures
 from aiaas.ml.errors import Canceled
-from aiaas.ml.evaluation import classification_metrics, regression_metrics
+from aiaas.ml.evaluation import model_metrics
 from aiaas.ml.training import (
     Checkpoint,
     EpochReport,
@@ -146,17 +145,6 @@ def _build(ctx: WorkerContext, plan: Plan) -> torch.nn.Module:
     if plan.base_weights is not None:
         load_weights_into(module, load_safetensors(plan.base_weights))
     return module
-
-
-def _evaluate(module: torch.nn.Module, data: TrainingData, rows: np.ndarray) -> dict[str, Any]:
-    """The base version's figures on this run's test split, for comparison with the new one."""
-    module.eval()
-    with torch.inference_mode():
-        outputs = module(torch.from_numpy(np.ascontiguousarray(data.x[rows]))).numpy()
-    if data.task == "classification":
-        assert data.classes is not None
-        return classification_metrics(data.y[rows], outputs.argmax(axis=1), data.classes)
-    return regression_metrics(data.y[rows], outputs.reshape(data.y[rows].shape))
 
 
 class _Progress:
@@ -330,7 +318,11 @@ def _attempt(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
             data, val_fraction=hp.val_fraction, test_fraction=hp.test_fraction, seed=hp.seed
         )
         if len(test):
-            base_figures = _evaluate(module, data, test)
+            # The base version's figures on this run's test split, for comparison with the
+            # new one; the module is still on the CPU, where it was built.
+            base_figures = model_metrics(
+                module, data.x[test], data.y[test], data.classes, device=torch.device("cpu")
+            )
     resume = Checkpoint.from_bytes(plan.checkpoint) if plan.checkpoint else None
     if resume is not None:
         log.info("training %s resumes after epoch %d", ident, resume.epoch)
