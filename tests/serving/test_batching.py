@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from aiaas.serving import Batcher, BatcherClosed
+from aiaas.serving import Batcher, BatcherClosed, BatchParts
 from aiaas.serving.batching import BatchTimeout
 from aiaas.serving.executor import ForwardThreads
 
@@ -82,7 +82,9 @@ async def hold(batcher: Batcher, recorder: Recorder) -> asyncio.Task[np.ndarray]
 def test_concurrent_requests_are_batched(executor: Executor) -> None:
     recorder, batches = Recorder(), list[int]()
     batcher = Batcher(
-        recorder, max_batch_size=64, max_delay_ms=0, executor=executor, on_batch=batches.append
+        BatchParts(run_batch=recorder, executor=executor, on_batch=batches.append),
+        max_batch_size=64,
+        max_delay_ms=0,
     )
     inputs = [rows(float(i)) for i in range(64)]
 
@@ -99,7 +101,9 @@ def test_concurrent_requests_are_batched(executor: Executor) -> None:
 
 def test_each_request_gets_exactly_its_rows(executor: Executor) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=0
+    )
     inputs = [rows(1.0), rows(2.0, 3), rows(3.0), rows(4.0, 2)]
     inputs[1][1] = 7.0  # rows of one request differ too
 
@@ -120,7 +124,9 @@ def test_each_request_gets_exactly_its_rows(executor: Executor) -> None:
 
 def test_at_concurrency_one_every_request_is_its_own_batch(executor: Executor) -> None:
     recorder = Recorder()
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=0
+    )
 
     async def main() -> None:
         for i in range(20):
@@ -132,7 +138,9 @@ def test_at_concurrency_one_every_request_is_its_own_batch(executor: Executor) -
 
 def test_a_failed_batch_fails_only_its_requests(executor: Executor) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=0
+    )
 
     async def main() -> list[np.ndarray | BaseException]:
         blocker = await hold(batcher, recorder)
@@ -158,7 +166,9 @@ def test_a_failed_batch_fails_only_its_requests(executor: Executor) -> None:
 
 def test_differing_trailing_shapes_are_never_stacked(executor: Executor) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=0
+    )
     inputs = [rows(float(i), shape=(5 if i % 2 else 7, 2)) for i in range(10)]
 
     async def main() -> list[np.ndarray]:
@@ -179,7 +189,9 @@ def test_max_batch_size_is_respected_and_big_requests_are_not_split(
     executor: Executor,
 ) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=8, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
     inputs = [rows(float(i)) for i in range(30)] + [rows(99.0, 20)] + [rows(7.0, 3)]
 
     async def main() -> list[np.ndarray]:
@@ -199,7 +211,9 @@ def test_max_batch_size_is_respected_and_big_requests_are_not_split(
 
 def test_a_cancelled_request_does_not_break_the_others(executor: Executor) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=0
+    )
 
     async def main() -> None:
         blocker = await hold(batcher, recorder)
@@ -221,7 +235,9 @@ def test_a_cancelled_request_does_not_break_the_others(executor: Executor) -> No
 
 def test_max_delay_waits_for_more_rows(executor: Executor) -> None:
     recorder = Recorder()
-    batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=200, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=4, max_delay_ms=200
+    )
 
     async def main() -> None:
         await asyncio.gather(*(batcher.submit(rows(float(i))) for i in range(3)))
@@ -233,7 +249,9 @@ def test_max_delay_waits_for_more_rows(executor: Executor) -> None:
 def test_a_full_batch_does_not_wait_for_the_delay(executor: Executor) -> None:
     recorder = Recorder()
     # An hour: the test's 20 s timeout fails it if a full batch waited for the delay.
-    batcher = Batcher(recorder, max_batch_size=4, max_delay_ms=3_600_000, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=4, max_delay_ms=3_600_000
+    )
 
     async def main() -> None:
         await asyncio.gather(*(batcher.submit(rows(float(i), 2)) for i in range(2)))
@@ -244,7 +262,9 @@ def test_a_full_batch_does_not_wait_for_the_delay(executor: Executor) -> None:
 
 def test_close_drains_the_queue_and_refuses_new_requests(executor: Executor) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=3_600_000, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor), max_batch_size=64, max_delay_ms=3_600_000
+    )
 
     async def main() -> list[np.ndarray]:
         tasks = [asyncio.ensure_future(batcher.submit(rows(float(i)))) for i in range(3)]
@@ -267,7 +287,9 @@ def test_close_drains_the_queue_and_refuses_new_requests(executor: Executor) -> 
 def test_a_shut_down_executor_fails_requests_instead_of_hanging() -> None:
     pool = ThreadPoolExecutor(1)
     pool.shutdown()
-    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=pool)
+    batcher = Batcher(
+        BatchParts(run_batch=compute, executor=pool), max_batch_size=8, max_delay_ms=0
+    )
 
     async def main() -> None:
         with pytest.raises(RuntimeError, match="shutdown"):
@@ -277,7 +299,9 @@ def test_a_shut_down_executor_fails_requests_instead_of_hanging() -> None:
 
 
 def test_wrong_output_rows_fail_the_batch(executor: Executor) -> None:
-    batcher = Batcher(lambda x: x[:1], max_batch_size=8, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=lambda x: x[:1], executor=executor), max_batch_size=8, max_delay_ms=0
+    )
 
     async def main() -> None:
         with pytest.raises(RuntimeError, match="for a batch of 2 rows"):
@@ -287,7 +311,9 @@ def test_wrong_output_rows_fail_the_batch(executor: Executor) -> None:
 
 
 def test_empty_requests_are_refused(executor: Executor) -> None:
-    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=compute, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
 
     async def main() -> None:
         with pytest.raises(ValueError, match="at least one row"):
@@ -299,7 +325,11 @@ def test_empty_requests_are_refused(executor: Executor) -> None:
 def test_several_batches_in_flight() -> None:
     recorder = Recorder(held=True)
     with ThreadPoolExecutor(2) as pool:
-        batcher = Batcher(recorder, max_batch_size=8, max_delay_ms=0, executor=pool, max_inflight=2)
+        batcher = Batcher(
+            BatchParts(run_batch=recorder, executor=pool, max_inflight=2),
+            max_batch_size=8,
+            max_delay_ms=0,
+        )
 
         async def main() -> None:
             first = asyncio.ensure_future(batcher.submit(rows(1.0)))
@@ -317,7 +347,9 @@ def test_several_batches_in_flight() -> None:
 
 
 def test_a_batcher_outlives_its_event_loop(executor: Executor) -> None:
-    batcher = Batcher(compute, max_batch_size=8, max_delay_ms=0, executor=executor)
+    batcher = Batcher(
+        BatchParts(run_batch=compute, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
 
     async def one(value: float) -> np.ndarray:
         return await batcher.submit(rows(value))
@@ -345,7 +377,9 @@ class AsyncRecorder:
 
 def test_a_coroutine_batch_runs_on_the_loop_and_batches_alike() -> None:
     recorder = AsyncRecorder()
-    batcher = Batcher(run_batch_async=recorder, max_batch_size=64, max_delay_ms=0, max_inflight=2)
+    batcher = Batcher(
+        BatchParts(run_batch_async=recorder, max_inflight=2), max_batch_size=64, max_delay_ms=0
+    )
     inputs = [rows(float(i)) for i in range(1, 41)]
 
     async def main() -> list[np.ndarray]:
@@ -364,7 +398,7 @@ def test_a_coroutine_batch_runs_on_the_loop_and_batches_alike() -> None:
 
 def test_a_failed_coroutine_batch_fails_only_its_requests() -> None:
     recorder = AsyncRecorder()
-    batcher = Batcher(run_batch_async=recorder, max_batch_size=2, max_delay_ms=0)
+    batcher = Batcher(BatchParts(run_batch_async=recorder), max_batch_size=2, max_delay_ms=0)
 
     async def main() -> list[np.ndarray | BaseException]:
         recorder.release = asyncio.Event()
@@ -381,12 +415,10 @@ def test_a_failed_coroutine_batch_fails_only_its_requests() -> None:
 
 def test_a_batcher_runs_either_on_threads_or_on_the_loop(executor: Executor) -> None:
     with pytest.raises(ValueError, match="run_batch_async"):
-        Batcher(compute, max_batch_size=8, max_delay_ms=0)
+        Batcher(BatchParts(run_batch=compute), max_batch_size=8, max_delay_ms=0)
     with pytest.raises(ValueError, match="run_batch_async"):
         Batcher(
-            compute,
-            executor=executor,
-            run_batch_async=AsyncRecorder(),
+            BatchParts(run_batch=compute, executor=executor, run_batch_async=AsyncRecorder()),
             max_batch_size=8,
             max_delay_ms=0,
         )
@@ -396,7 +428,11 @@ def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
     executor: Executor,
 ) -> None:
     recorder = Recorder(held=True)
-    batcher = Batcher(recorder, max_batch_size=64, max_delay_ms=0, executor=executor, timeout_s=0.3)
+    batcher = Batcher(
+        BatchParts(run_batch=recorder, executor=executor, timeout_s=0.3),
+        max_batch_size=64,
+        max_delay_ms=0,
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -422,7 +458,9 @@ def test_requests_past_the_timeout_fail_and_their_batch_still_serves_the_rest(
 
 def test_answered_requests_are_not_timed_out(executor: Executor) -> None:
     batcher = Batcher(
-        Recorder(), max_batch_size=4, max_delay_ms=0, executor=executor, timeout_s=0.2
+        BatchParts(run_batch=Recorder(), executor=executor, timeout_s=0.2),
+        max_batch_size=4,
+        max_delay_ms=0,
     )
 
     async def main() -> None:
@@ -440,7 +478,11 @@ def test_answered_requests_are_not_timed_out(executor: Executor) -> None:
 
 def test_timeout_must_be_positive(executor: Executor) -> None:
     with pytest.raises(ValueError, match="timeout_s"):
-        Batcher(compute, max_batch_size=1, max_delay_ms=0, executor=executor, timeout_s=0)
+        Batcher(
+            BatchParts(run_batch=compute, executor=executor, timeout_s=0),
+            max_batch_size=1,
+            max_delay_ms=0,
+        )
 
 
 def test_a_batch_waiting_behind_another_models_forward_drops_its_expired_requests(
@@ -449,8 +491,14 @@ def test_a_batch_waiting_behind_another_models_forward_drops_its_expired_request
     """Two models share the torch thread: while one's long forward runs, the other's batch
     waits in the executor past its deadline; it is answered 504 and never computed."""
     slow, other = Recorder(held=True), Recorder()
-    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
-    short_model = Batcher(other, max_batch_size=8, max_delay_ms=0, executor=executor, timeout_s=0.2)
+    long_model = Batcher(
+        BatchParts(run_batch=slow, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
+    short_model = Batcher(
+        BatchParts(run_batch=other, executor=executor, timeout_s=0.2),
+        max_batch_size=8,
+        max_delay_ms=0,
+    )
 
     async def main() -> None:
         blocker = await hold(long_model, slow)
@@ -471,8 +519,12 @@ def test_a_batch_whose_callers_all_gave_up_is_never_computed(executor: Executor)
     """A caller that cancels while its batch waits for the shared thread is not computed
     for; with nobody left in the batch, its forward does not run at all."""
     slow, other = Recorder(held=True), Recorder()
-    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
-    short_model = Batcher(other, max_batch_size=8, max_delay_ms=0, executor=executor)
+    long_model = Batcher(
+        BatchParts(run_batch=slow, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
+    short_model = Batcher(
+        BatchParts(run_batch=other, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
 
     async def main() -> None:
         blocker = await hold(long_model, slow)
@@ -489,9 +541,13 @@ def test_a_batch_whose_callers_all_gave_up_is_never_computed(executor: Executor)
 
 def test_only_the_callers_still_waiting_are_computed(executor: Executor) -> None:
     slow, other = Recorder(held=True), Recorder()
-    long_model = Batcher(slow, max_batch_size=8, max_delay_ms=0, executor=executor)
+    long_model = Batcher(
+        BatchParts(run_batch=slow, executor=executor), max_batch_size=8, max_delay_ms=0
+    )
     # Two rows fill a batch at once; the long delay keeps them together until then.
-    short_model = Batcher(other, max_batch_size=2, max_delay_ms=10_000, executor=executor)
+    short_model = Batcher(
+        BatchParts(run_batch=other, executor=executor), max_batch_size=2, max_delay_ms=10_000
+    )
 
     async def main() -> None:
         blocker = await hold(long_model, slow)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aiaas.serving import BatcherPool, RuntimeCache, ServingSpec, make_executor
+from aiaas.serving import BatcherPool, BatchParts, RuntimeCache, ServingSpec, make_executor
 from aiaas.serving.runtime import ModelRuntime
 from tests.serving.helpers import load_runtime, make_spec, sample_shape
 
@@ -28,7 +28,7 @@ def test_one_batcher_per_key_with_the_spec_s_knobs(executor: ThreadPoolExecutor)
         return batch * 2
 
     batches: list[int] = []
-    pool = BatcherPool(run_batch, executor=executor, on_batch=batches.append)
+    pool = BatcherPool(BatchParts(run_batch=run_batch, executor=executor, on_batch=batches.append))
     a = dataclasses.replace(make_spec("mlp", weights="a"), max_batch_size=3, max_delay_ms=5.0)
     b = make_spec("mlp", weights="b")
     assert pool.get(a) is pool.get(dataclasses.replace(a, labels=None))
@@ -55,7 +55,7 @@ def test_models_served_through_cache_and_pool(executor: ThreadPoolExecutor) -> N
     def run_batch(spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
         return cache.get(spec).predict(batch)
 
-    pool = BatcherPool(run_batch, executor=executor)
+    pool = BatcherPool(BatchParts(run_batch=run_batch, executor=executor))
     rng = np.random.default_rng(0)
     inputs = {
         spec.weights: [

@@ -30,7 +30,8 @@ from aiaas.errors import GatewayTimeout, ServiceUnavailable
 from aiaas.jobs import PREDICT_QUEUE, QUEUES, JobKind
 from aiaas.metrics import Metrics
 from aiaas.serving import wire
-from aiaas.serving.batching import BatcherPool
+from aiaas.serving.batching import BatchParts
+from aiaas.serving.pool import BatcherPool
 from aiaas.serving.spec import ServingSpec
 from aiaas.worker.celery_app import create_celery
 
@@ -66,10 +67,12 @@ class CeleryDispatcher:
         self._reply_key = f"{wire.REPLY_PREFIX}{uuid.uuid4().hex}"
         self._pending: dict[str, asyncio.Future[wire.Reply]] = {}
         self._batchers = BatcherPool(
-            run_batch_async=self._run_batch,
-            on_batch=self._on_batch,
-            max_inflight=settings.max_batches_in_flight,
-            timeout_s=settings.predict_timeout_s,
+            BatchParts(
+                run_batch_async=self._run_batch,
+                on_batch=self._on_batch,
+                max_inflight=settings.max_batches_in_flight,
+                timeout_s=settings.predict_timeout_s,
+            )
         )
         self._local = threading.local()
         self._listener: asyncio.Task[None] | None = None

@@ -18,7 +18,8 @@ import numpy as np
 from aiaas import jobs
 from aiaas.context import WorkerContext
 from aiaas.jobs import PREDICT_QUEUE, TRAINING_QUEUE, JobKind, Task
-from aiaas.serving.batching import BatcherPool, make_executor
+from aiaas.serving.batching import BatchParts, make_executor
+from aiaas.serving.pool import BatcherPool
 from aiaas.serving.spec import ServingSpec
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,14 @@ class InProcessDispatcher:
         self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
         self._pools = {PREDICT_QUEUE: self._jobs, TRAINING_QUEUE: self._trainings}
         self._batchers = BatcherPool(
-            self._run_batch,
-            executor=self._torch,
-            on_batch=self._on_batch,
-            timeout_s=ctx.settings.predict_timeout_s,
-            # The queue stage of a sync prediction: its wait in the batcher.
-            on_wait=ctx.metrics.prediction_latency.labels("queue").observe,
+            BatchParts(
+                run_batch=self._run_batch,
+                executor=self._torch,
+                on_batch=self._on_batch,
+                timeout_s=ctx.settings.predict_timeout_s,
+                # The queue stage of a sync prediction: its wait in the batcher.
+                on_wait=ctx.metrics.prediction_latency.labels("queue").observe,
+            )
         )
         self._closed = False
         # Looked up once: a labelled child costs a lock and a dict build per lookup.

@@ -19,17 +19,55 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from aiaas.serving._notify import notify
 from aiaas.serving.executor import call_in_thread
 from aiaas.serving.executor import make_executor as make_executor
-from aiaas.serving.spec import ServingSpec
+from aiaas.serving.stacking import run_split, run_split_async
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
 # A batch run that only waits (on remote workers): a coroutine on the loop, no thread.
 AsyncRunBatch = Callable[[np.ndarray], Awaitable[np.ndarray]]
+# The batch runs' types: one model's (``RunBatch``), or any model's in a pool (spec first).
+Run = TypeVar("Run")
+AsyncRun = TypeVar("AsyncRun")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchParts(Generic[Run, AsyncRun]):
+    """How batches run and report, apart from their size: checked here, once, for the
+    batcher or pool that takes them.
+
+    ``run_batch`` runs on ``executor``'s threads; ``run_batch_async`` (instead of both) is a
+    coroutine run on the loop, for batches that only wait on I/O. ``max_inflight`` batches
+    may run at once: 1 for a local model, whose forward already uses the cores; more where
+    batches only wait on remote workers. With ``timeout_s``, a request not answered that long
+    after its arrival fails with ``BatchTimeout``. ``on_batch`` is called with each batch's
+    rows, ``on_wait`` with each request's seconds in the queue, as its batch starts.
+    """
+
+    run_batch: Run | None = None
+    executor: concurrent.futures.Executor | None = None
+    run_batch_async: AsyncRun | None = None
+    on_batch: Callable[[int], None] | None = None
+    max_inflight: int = 1
+    timeout_s: float | None = None
+    on_wait: Callable[[float], None] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.run_batch is None or self.executor is None) == (self.run_batch_async is None):
+            raise ValueError("give run_batch and executor, or run_batch_async alone")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_inflight < 1:
+            raise ValueError(f"max_inflight must be >= 1, got {self.max_inflight}")
+
+
+# One model's parts, as a ``Batcher`` takes them.
+ModelBatchParts = BatchParts[RunBatch, AsyncRunBatch]
 
 
 class BatcherClosed(RuntimeError):
@@ -60,23 +98,6 @@ def _rows(batch: Sequence[_Request]) -> int:
     return sum(len(request.inputs) for request in batch)
 
 
-def run_split(run_batch: RunBatch, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Concatenate ``parts``, run them as one batch, split the output rows back.
-
-    Runs on the executor thread, keeping the copies off the event loop.
-    """
-    batch = _join(parts)
-    return _split(parts, batch, run_batch(batch))
-
-
-async def run_split_async(
-    run_batch: AsyncRunBatch, parts: Sequence[np.ndarray]
-) -> list[np.ndarray]:
-    """``run_split`` for a coroutine ``run_batch``."""
-    batch = _join(parts)
-    return _split(parts, batch, await run_batch(batch))
-
-
 def _run_live(
     run_batch: RunBatch, batch: Sequence[_Request], timeout: float | None
 ) -> list[np.ndarray | None]:
@@ -104,75 +125,35 @@ def _run_live(
     return answers
 
 
-def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def _split(parts: Sequence[np.ndarray], batch: np.ndarray, outputs: object) -> list[np.ndarray]:
-    if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(batch):
-        got = getattr(outputs, "shape", type(outputs).__name__)
-        raise RuntimeError(f"run_batch returned {got} for a batch of {len(batch)} rows")
-    if len(parts) == 1:
-        return [outputs]
-    # Slices rather than np.split, whose Python-level bookkeeping costs more than the views.
-    pieces, start = [], 0
-    for part in parts:
-        end = start + len(part)
-        pieces.append(outputs[start:end])
-        start = end
-    return pieces
-
-
 class Batcher:
-    """Batches ``submit`` calls into ``run_batch`` calls for one model.
+    """Batches ``submit`` calls into runs of ``parts``' batch function for one model.
 
     Use it from one event loop at a time. ``max_delay_ms > 0`` lets a batch that is not
     full wait that long (from its oldest request's arrival) for more rows; 0 never waits.
-    ``max_inflight`` batches may run at once: 1 for a local model, whose forward already
-    uses the cores; more where ``run_batch`` only waits on remote workers.
 
-    ``run_batch`` runs on ``executor``'s threads; ``run_batch_async`` (instead of both) is a
-    coroutine run on the loop, for batches that only wait on I/O.
-
-    With ``timeout_s``, a request not answered that long after its arrival fails with
-    ``BatchTimeout``, wherever it is (queued or in a batch that has not come back); its batch
-    still runs for the others. One timer serves all of them: requests arrive in deadline
-    order, so it only ever needs the oldest unanswered one. (A timeout per request, as
-    ``asyncio.timeout`` sets, cost a sixteenth of a small request's time on the gateway.)
+    A request past the parts' ``timeout_s`` fails wherever it is (queued or in a batch that
+    has not come back); its batch still runs for the others. One timer serves all of them:
+    requests arrive in deadline order, so it only ever needs the oldest unanswered one. (A
+    timeout per request, as ``asyncio.timeout`` sets, cost a sixteenth of a small request's
+    time on the gateway.)
     """
 
-    def __init__(
-        self,
-        run_batch: RunBatch | None = None,
-        *,
-        max_batch_size: int,
-        max_delay_ms: float,
-        executor: concurrent.futures.Executor | None = None,
-        run_batch_async: AsyncRunBatch | None = None,
-        on_batch: Callable[[int], None] | None = None,
-        max_inflight: int = 1,
-        timeout_s: float | None = None,
-        on_wait: Callable[[float], None] | None = None,
-    ) -> None:
-        if (run_batch is None or executor is None) == (run_batch_async is None):
-            raise ValueError("give run_batch and executor, or run_batch_async alone")
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        if max_batch_size < 1 or max_inflight < 1:
-            raise ValueError(f"max_batch_size and max_inflight must be >= 1: {max_batch_size}")
+    def __init__(self, parts: ModelBatchParts, *, max_batch_size: int, max_delay_ms: float) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if not max_delay_ms >= 0:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
-        self._run_batch = run_batch
-        self._run_batch_async = run_batch_async
+        # Copied out of ``parts``: per-request code reads its own attributes, no hop further.
+        self._run_batch = parts.run_batch
+        self._run_batch_async = parts.run_batch_async
         self._max_rows = max_batch_size
         self._delay = max_delay_ms / 1000
-        self._executor = executor
+        self._executor = parts.executor
         self._tasks: set[asyncio.Task[None]] = set()
-        self._on_batch = on_batch
-        # Called with each request's seconds in the queue when its batch starts.
-        self._on_wait = on_wait
-        self._max_inflight = max_inflight
-        self._timeout = timeout_s
+        self._on_batch = parts.on_batch
+        self._on_wait = parts.on_wait
+        self._max_inflight = parts.max_inflight
+        self._timeout = parts.timeout_s
         # Loop-bound state is created by the first submit, inside the running loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[_Request] = deque()
@@ -403,64 +384,3 @@ class Batcher:
         if self._deadline_timer is not None and not self._unanswered:
             self._deadline_timer.cancel()
             self._deadline_timer = None
-
-
-class BatcherPool:
-    """One ``Batcher`` per model version (``spec.key``), its knobs taken from the spec.
-
-    ``run_batch(spec, batch)`` runs one batch of ``spec``'s model; looking the runtime up
-    there on every call (rather than capturing one) lets the runtime cache evict it.
-    """
-
-    def __init__(
-        self,
-        run_batch: Callable[[ServingSpec, np.ndarray], np.ndarray] | None = None,
-        *,
-        executor: concurrent.futures.Executor | None = None,
-        run_batch_async: Callable[[ServingSpec, np.ndarray], Awaitable[np.ndarray]] | None = None,
-        on_batch: Callable[[int], None] | None = None,
-        max_inflight: int = 1,
-        timeout_s: float | None = None,
-        on_wait: Callable[[float], None] | None = None,
-    ) -> None:
-        if (run_batch is None or executor is None) == (run_batch_async is None):
-            raise ValueError("give run_batch and executor, or run_batch_async alone")
-        self._timeout = timeout_s
-        self._run_batch = run_batch
-        self._run_batch_async = run_batch_async
-        self._executor = executor
-        self._on_batch = on_batch
-        self._on_wait = on_wait
-        self._max_inflight = max_inflight
-        self._batchers: dict[str, Batcher] = {}
-
-    def __len__(self) -> int:
-        return len(self._batchers)
-
-    def get(self, spec: ServingSpec) -> Batcher:
-        batcher = self._batchers.get(spec.key)
-        if batcher is None:
-            batcher = self._batchers[spec.key] = Batcher(
-                partial(self._run_batch, spec) if self._run_batch else None,
-                run_batch_async=(
-                    partial(self._run_batch_async, spec) if self._run_batch_async else None
-                ),
-                max_batch_size=spec.max_batch_size,
-                max_delay_ms=spec.max_delay_ms,
-                executor=self._executor,
-                on_batch=self._on_batch,
-                max_inflight=self._max_inflight,
-                timeout_s=self._timeout,
-                on_wait=self._on_wait,
-            )
-        return batcher
-
-    async def close(self, key: str) -> None:
-        """Drain and forget one version's batcher."""
-        batcher = self._batchers.pop(key, None)
-        if batcher is not None:
-            await batcher.close()
-
-    async def close_all(self) -> None:
-        batchers, self._batchers = list(self._batchers.values()), {}
-        await asyncio.gather(*(batcher.close() for batcher in batchers))

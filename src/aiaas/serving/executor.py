@@ -52,7 +52,7 @@ def use_batch_scheduling() -> bool:
 class ForwardThreads(concurrent.futures.Executor):
     """A fixed set of threads fed from one queue, with a lean way in: ``call``.
 
-    The threads run everything in ``runtime.serving_mode`` (inference mode): they are for
+    The threads run everything in ``mode.serving_mode`` (inference mode): they are for
     forward passes, not for anything that needs autograd.
 
     A ``ThreadPoolExecutor`` round trip wraps each call in a Future guarded by a Condition
