@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated database per run, a rolled-back transaction per test, an app.
+"""Shared fixtures: a migrated database per run, a rolled-back transaction per test, an app,
+and accounts and keys on it (made by tests/factories.py, which the fixtures only hand out).
 
 The suite runs on SQLite by default and on PostgreSQL when ``AIAAS_TEST_DATABASE_URL`` names one;
 there a fresh database is created for the run and dropped after it. Every test that reaches a
@@ -27,7 +28,8 @@ from aiaas.config import Settings
 from aiaas.db import Database, make_engine
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
-from tests.helpers import PASSWORD, service_reachable
+from tests.factories import PASSWORD, Account, api_key, register
+from tests.helpers import service_reachable
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -138,27 +140,10 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
-@dataclass
-class Account:
-    id: str
-    email: str
-    password: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
 @pytest.fixture
 def make_account(client: TestClient) -> Callable[..., Account]:
     def make(email: str | None = None, password: str = PASSWORD) -> Account:
-        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
-        created = client.post("/v1/auth/register", json={"email": email, "password": password})
-        assert created.status_code == 201, created.text
-        login = client.post("/v1/auth/login", json={"email": email, "password": password})
-        assert login.status_code == 200, login.text
-        return Account(created.json()["id"], email.lower(), password, login.json()["access_token"])
+        return register(client, email=email, password=password)
 
     return make
 
@@ -173,11 +158,7 @@ def make_key(client: TestClient, account: Account) -> Callable[..., dict[str, An
     def make(
         scopes: list[str] | None = None, owner: Account | None = None, **extra: Any
     ) -> dict[str, Any]:
-        body = {"name": "test key", "scopes": scopes if scopes is not None else [], **extra}
-        response = client.post("/v1/api-keys", json=body, headers=(owner or account).headers)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
+        return api_key(client, owner or account, scopes if scopes is not None else [], **extra)
 
     return make
 

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 
-PASSWORD = "correct horse battery"
+from tests.factories import wait_until
 
 
 def bearer(key_or_token: str) -> dict[str, str]:
@@ -63,19 +62,28 @@ def live_server(cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[str
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited:\n{output()}")
+        return False
+
+    def output() -> str:
+        process.kill()
+        return process.stdout.read().decode() if process.stdout else ""
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                output = process.stdout.read().decode() if process.stdout else ""
-                raise AssertionError(f"server did not come up:\n{output}")
-            time.sleep(0.2)
+        wait_until(
+            healthy,
+            timeout=60,
+            interval=0.2,
+            what=lambda: f"the server to come up; it said:\n{output()}",
+        )
         yield base
     finally:
         process.terminate()

@@ -62,6 +62,8 @@ def test_failures_are_not_cached_and_reach_every_waiter() -> None:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
+            # A slow failure: the other lookups arrive while it runs, so all of them wait on
+            # it and must all be given its error.
             time.sleep(0.02)
             raise LookupError("down")
         return "up"

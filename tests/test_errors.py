@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from aiaas.accounts.models import ApiKey, User
 from aiaas.db import Database
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem
+from tests.factories import PASSWORD, Account
+from tests.helpers import assert_problem
 
 JSON = {"content-type": "application/json"}
 TWO_MB_JSON = '{"email": "a@example.com", "password": "' + "x" * (2 * 1024 * 1024) + '"}'

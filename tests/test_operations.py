@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
-from tests.conftest import Account
+from tests.factories import Account
 from tests.helpers import assert_problem
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from aiaas.accounts.deps import require_scope
 from aiaas.accounts.models import ApiKey
 from aiaas.db import Database, utcnow
-from tests.conftest import Account
+from tests.factories import Account
 from tests.helpers import assert_problem, bearer
 
 LISTED_FIELDS = {

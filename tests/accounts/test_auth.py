@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from aiaas.accounts import security
 from aiaas.accounts.models import User
 from aiaas.db import Database
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem, bearer
+from tests.factories import PASSWORD, Account
+from tests.helpers import assert_problem, bearer
 
 
 def test_register_returns_the_account_without_secrets(client: TestClient) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from aiaas.config import Settings
 from aiaas.datasets.models import Dataset
 from aiaas.db import Database
-from tests.conftest import Account
+from tests.factories import Account, upload_dataset
 from tests.helpers import assert_problem
 
 GOOD_CSV = b"a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
@@ -46,12 +46,7 @@ def upload(client: TestClient, account: Account) -> Upload:
     def send(
         data: bytes, filename: str = "data.csv", task: str = "classification", **fields: str
     ) -> Any:
-        return client.post(
-            "/v1/datasets",
-            data={"name": "my data", "task": task, **fields},
-            files={"file": (filename, data, "application/octet-stream")},
-            headers=account.headers,
-        )
+        return upload_dataset(client, account, data, filename=filename, task=task, **fields)
 
     return send
 
@@ -166,11 +161,8 @@ def test_upload_over_the_limit_is_413(
     small = settings.model_copy(update={"max_upload_mb": 0.001})
     with TestClient(create_app(small, database=db)) as limited:
         body = b"a,label\n" + b"1,x\n2,y\n" * 1000
-        response = limited.post(
-            "/v1/datasets",
-            data={"name": "big", "task": "classification"},
-            files={"file": ("big.csv", body, "text/csv")},
-            headers=account.headers,
+        response = upload_dataset(
+            limited, account, body, filename="big.csv", content_type="text/csv", name="big"
         )
     assert_problem(response, 413)
     assert rows(db) == 0

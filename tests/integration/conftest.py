@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,8 @@ from pydantic import SecretStr
 from aiaas.config import Settings
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
-from tests.conftest import Account, scratch_database
-from tests.helpers import PASSWORD
+from tests.conftest import scratch_database
+from tests.factories import Account, register, wait_until
 
 SECRET = "integration-secret-integration-secret-0123"
 # A database number of its own: the suite flushes it and nothing else.
@@ -86,14 +84,18 @@ class Deployment:
 
     def wait_ready(self, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
         log = self.logs[self.workers.index(process)]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"worker exited:\n{log.read_text()}")
-            if b"ready." in log.read_bytes():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"worker not ready:\n{log.read_text()}")
+            return b"ready." in log.read_bytes()
+
+        wait_until(
+            ready,
+            timeout=timeout,
+            interval=0.1,
+            what=lambda: f"the worker to be ready:\n{log.read_text()}",
+        )
 
     def stop_all(self) -> None:
         for process in self.workers:
@@ -153,13 +155,4 @@ def gateway(deployment: Deployment) -> Iterator[TestClient]:
 
 @pytest.fixture
 def owner(gateway: TestClient) -> Account:
-    email = f"it-{uuid.uuid4().hex[:8]}@example.com"
-    assert (
-        gateway.post("/v1/auth/register", json={"email": email, "password": PASSWORD}).status_code
-        == 201
-    )
-    token = gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account("", email, PASSWORD, token["access_token"])
-
-
-Waiter = Callable[[str], dict[str, object]]
+    return register(gateway)

@@ -29,39 +29,11 @@ from aiaas.predictions import webhooks
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.serving import wire
-from tests.conftest import Account
+from tests.factories import Account, publish, wait_job, wait_until
 from tests.helpers import assert_problem
 from tests.integration.conftest import Deployment
-from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
-
-
-def deploy_model(
-    gateway: TestClient,
-    owner: Account,
-    config: dict[str, Any] | None = None,
-    architecture: str = "mlp",
-) -> tuple[str, Any]:
-    name = f"it-{uuid.uuid4().hex[:8]}"
-    created = gateway.post(
-        "/v1/models", json={"name": name, "task": "classification"}, headers=owner.headers
-    )
-    assert created.status_code == 201, created.text
-    module = upload_version(gateway, owner, name, architecture, config or MLP_CONFIG)
-    return name, module
-
-
-def wait_for(
-    gateway: TestClient, job_id: str, owner: Account, timeout: float = 60
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = gateway.get(f"/v1/predictions/{job_id}", headers=owner.headers).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 class Receiver:
@@ -93,7 +65,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop's next look at its flag: look often, close quickly.
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
@@ -111,7 +84,7 @@ def receiver(gateway: TestClient, owner: Account) -> Iterator[Receiver]:
 def test_sync_predict_runs_on_the_worker(
     gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
 ) -> None:
-    name, module = deploy_model(gateway, owner)
+    name, module = publish(gateway, owner)
     response = gateway.post(
         f"/v1/models/{name}/predict", json={"inputs": ROWS.tolist()}, headers=owner.headers
     )
@@ -126,7 +99,7 @@ def test_sync_predict_runs_on_the_worker(
 def test_concurrent_sync_requests_travel_as_fewer_batches(
     gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
 ) -> None:
-    name, module = deploy_model(gateway, owner)
+    name, module = publish(gateway, owner)
     url = f"/v1/models/{name}/predict"
     rng = np.random.default_rng(3)
     rows = rng.normal(size=(40, 4)).astype(np.float32)
@@ -160,17 +133,15 @@ def test_concurrent_sync_requests_travel_as_fewer_batches(
 def test_async_job_with_signed_webhook(
     gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes], receiver: Receiver
 ) -> None:
-    name, _ = deploy_model(gateway, owner)
+    name = publish(gateway, owner).name
     job = gateway.post(
         "/v1/predictions",
         json={"model": name, "inputs": ROWS.tolist(), "webhook": receiver.url},
         headers=owner.headers,
     ).json()
-    done = wait_for(gateway, job["id"], owner)
+    done = wait_job(gateway, job["id"], owner.headers)
     assert done["status"] == "succeeded"
-    deadline = time.monotonic() + 20
-    while not receiver.deliveries and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: receiver.deliveries, timeout=20, what="the webhook")
     assert receiver.bad_signatures == 0
     [delivered] = receiver.deliveries
     assert delivered["id"] == job["id"]
@@ -180,7 +151,7 @@ def test_async_job_with_signed_webhook(
 def test_idempotency_and_cancel(
     gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
 ) -> None:
-    name, _ = deploy_model(gateway, owner)
+    name = publish(gateway, owner).name
     headers = {**owner.headers, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     body = {"model": name, "inputs": ROWS.tolist()}
     first = gateway.post("/v1/predictions", json=body, headers=headers)
@@ -191,17 +162,32 @@ def test_idempotency_and_cancel(
         gateway.post("/v1/predictions", json={**body, "inputs": [[1, 1, 1, 1]]}, headers=headers),
         409,
     )
-    done = wait_for(gateway, first.json()["id"], owner)
+    done = wait_job(gateway, first.json()["id"], owner.headers)
     assert done["status"] == "succeeded"
     assert_problem(gateway.post(f"/v1/predictions/{done['id']}/cancel", headers=owner.headers), 409)
 
 
+# A job run that kept nothing, as a worker logs it: the job was canceled (or taken over)
+# before the run could claim it ('skipped') or before it could finish it ('dropped').
+RUN_WITHOUT_OUTPUTS = re.compile(
+    r"run_prediction_job\[\w+\] succeeded in \S+ '(?:skipped|dropped)'"
+)
+
+
+def runs_without_outputs(deployment: Deployment) -> int:
+    return len(RUN_WITHOUT_OUTPUTS.findall("".join(log.read_text() for log in deployment.logs)))
+
+
 def test_cancel_a_queued_job_drops_its_outputs(
-    gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
+    gateway: TestClient,
+    owner: Account,
+    deployment: Deployment,
+    worker: subprocess.Popen[bytes],
 ) -> None:
     config = {"cell": "lstm", "input_size": 1, "hidden_size": 128, "num_layers": 2,
               "seq_len": 200, "output_dim": 3}  # fmt: skip
-    name, _ = deploy_model(gateway, owner, config, architecture="rnn")
+    name = publish(gateway, owner, architecture="rnn", config=config).name
+    runs_before = runs_without_outputs(deployment)
     inputs = np.random.default_rng(1).normal(size=(32, 200, 1)).astype(np.float32).tolist()
     ids = [
         gateway.post(
@@ -213,8 +199,12 @@ def test_cancel_a_queued_job_drops_its_outputs(
     assert canceled.status_code == 202, canceled.text
     assert canceled.json()["status"] == "canceled"
     for job_id in ids[:-1]:
-        assert wait_for(gateway, job_id, owner)["status"] == "succeeded"
-    time.sleep(1.0)  # the canceled job's message has been consumed by now
+        assert wait_job(gateway, job_id, owner.headers)["status"] == "succeeded"
+    wait_until(
+        lambda: runs_without_outputs(deployment) > runs_before,
+        timeout=20,
+        what="a worker to take the canceled job's message",
+    )
     final = gateway.get(f"/v1/predictions/{ids[-1]}", headers=owner.headers).json()
     assert final["status"] == "canceled"
     assert final["outputs"] is None
@@ -241,7 +231,7 @@ def test_sigkilled_worker_loses_no_job(
     # A deep LSTM over long sequences takes seconds per job, so the kill lands mid-job.
     config = {"cell": "lstm", "input_size": 1, "hidden_size": 256, "num_layers": 2,
               "seq_len": 200, "output_dim": 3}  # fmt: skip
-    name, _ = deploy_model(gateway, owner, config, architecture="rnn")
+    name = publish(gateway, owner, architecture="rnn", config=config).name
     inputs = np.random.default_rng(0).normal(size=(192, 200, 1)).astype(np.float32).tolist()
     worker.send_signal(signal.SIGTERM)  # queue the jobs with no worker listening
     worker.wait(timeout=30)
@@ -262,10 +252,7 @@ def test_sigkilled_worker_loses_no_job(
 
     doomed = deployment.start_worker(tmp_path)
     deployment.wait_ready(doomed)
-    deadline = time.monotonic() + 60
-    while "running" not in states():
-        assert time.monotonic() < deadline, "no job started"
-        time.sleep(0.02)
+    wait_until(lambda: "running" in states(), timeout=60, interval=0.02, what="a job to start")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     at_kill = states()
@@ -274,14 +261,16 @@ def test_sigkilled_worker_loses_no_job(
 
     replacement = deployment.start_worker(tmp_path)
     deployment.wait_ready(replacement)
-    finished = [wait_for(gateway, i, owner, timeout=120) for i in ids]
+    finished = [wait_job(gateway, i, owner.headers, timeout=120) for i in ids]
     assert [j["status"] for j in finished] == ["succeeded"] * len(ids)
     assert all(len(j["outputs"]) == 192 for j in finished)
 
-    deadline = time.monotonic() + 30
-    while len(receiver.deliveries) < len(ids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1)  # a duplicate, if any, would arrive now
+    wait_until(
+        lambda: len(receiver.deliveries) >= len(ids), timeout=30, what="a webhook for each job"
+    )
+    # A duplicate is a delivery that should not happen: only waiting a while can show its
+    # absence, and one would follow the first well within this.
+    time.sleep(1)
     delivered = Counter(d["id"] for d in receiver.deliveries)
     assert delivered == Counter(ids), "each job is reported exactly once"
     assert all(d["status"] == "succeeded" for d in receiver.deliveries)
@@ -297,7 +286,7 @@ def test_worker_serves_its_own_metrics(
         port = sock.getsockname()[1]
     process = deployment.start_worker(tmp_path, "--metrics-port", str(port))
     deployment.wait_ready(process)
-    name, _ = deploy_model(gateway, owner)
+    name = publish(gateway, owner).name
     for _ in range(3):
         r = gateway.post(
             f"/v1/models/{name}/predict", json={"inputs": ROWS.tolist()}, headers=owner.headers
@@ -330,7 +319,7 @@ def test_worker_answers_listed_batches_and_drops_stale_or_broken_ones(
     """What a worker's batch thread does with each kind of message on the batch list: a
     stale batch is dropped, garbage is dropped, a batch it cannot run gets an error reply, a
     good one its outputs, and it keeps serving."""
-    name, module = deploy_model(gateway, owner)
+    name, module = publish(gateway, owner)
     spec = serving_spec_of(deployment, name)
     missing = {**spec, "weights": "0" * 64}
     alive = [process for process in deployment.workers if process.poll() is None]
@@ -388,7 +377,7 @@ def test_sync_predict_answers_504_when_no_worker_takes_the_batch(
 ) -> None:
     """A gateway whose broker has no worker listening: the batch is published, nobody
     answers, and the caller gets 504 at the predict timeout."""
-    name, _ = deploy_model(gateway, owner)
+    name = publish(gateway, owner).name
     broker = (deployment.settings.broker_url or "").rsplit("/", 1)[0] + "/14"
     client = redis.Redis.from_url(broker)
     client.flushdb()

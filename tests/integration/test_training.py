@@ -4,16 +4,15 @@ worker's SIGKILL by resuming from its last checkpoint."""
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from tests.factories import Account, wait_training, wait_until
 from tests.integration.conftest import Deployment
-from tests.trainings.conftest import parse_sse, wait_training
+from tests.trainings.conftest import parse_sse
 
 
 def start(gateway: TestClient, owner: Account, **body: Any) -> str:
@@ -72,10 +71,7 @@ def test_sigkilled_training_resumes_from_its_checkpoint(
         ).json()
         return body
 
-    deadline = time.monotonic() + 120
-    while state()["epoch"] < 3:
-        assert time.monotonic() < deadline, state()
-        time.sleep(0.05)
+    wait_until(lambda: state()["epoch"] >= 3, timeout=120, what=lambda: f"epoch 3: {state()}")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     at_kill = state()

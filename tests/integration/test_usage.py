@@ -4,14 +4,13 @@ answered, the worker counts the async jobs it finished and flushes them to the u
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from tests.factories import Account, publish, wait_job, wait_until
 from tests.helpers import assert_problem
-from tests.integration.test_distributed import ROWS, deploy_model, wait_for
+from tests.integration.test_distributed import ROWS
 
 
 def model_totals(gateway: TestClient, owner: Account, model_id: str) -> dict[str, Any]:
@@ -25,7 +24,7 @@ def model_totals(gateway: TestClient, owner: Account, model_id: str) -> dict[str
 def test_predictions_through_a_worker_are_counted(
     gateway: TestClient, owner: Account, worker: subprocess.Popen[bytes]
 ) -> None:
-    name, _ = deploy_model(gateway, owner)
+    name = publish(gateway, owner).name
     model_id = gateway.get(f"/v1/models/{name}", headers=owner.headers).json()["id"]
     url = f"/v1/models/{name}/predict"
     for _ in range(3):
@@ -41,13 +40,15 @@ def test_predictions_through_a_worker_are_counted(
     job = gateway.post(
         "/v1/predictions", json={"model": name, "inputs": ROWS.tolist()}, headers=owner.headers
     ).json()
-    assert wait_for(gateway, job["id"], owner)["status"] == "succeeded"
+    assert wait_job(gateway, job["id"], owner.headers)["status"] == "succeeded"
     # The worker counted the job; it shows once the worker's next flush (AIAAS_USAGE_FLUSH_S,
     # 10 s here) has added it to the table.
-    deadline = time.monotonic() + 60
-    while (totals := model_totals(gateway, owner, model_id))["predictions"] == 4:
-        assert time.monotonic() < deadline, "the worker never flushed its usage"
-        time.sleep(0.2)
+
+    def flushed() -> dict[str, Any] | None:
+        totals = model_totals(gateway, owner, model_id)
+        return totals if totals["predictions"] != 4 else None
+
+    totals = wait_until(flushed, timeout=60, interval=0.2, what="the worker to flush its usage")
     assert (totals["predictions"], totals["rows"], totals["errors"]) == (5, 4 * len(ROWS), 1)
 
     # Deleting the model deletes its job, not what the job used.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -18,9 +17,8 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.main import create_app
 from aiaas.predictions import webhooks
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem, bearer
-from tests.predictions.conftest import MLP_CONFIG, upload_version
+from tests.factories import Account, publish, register, unique, wait_job, wait_until
+from tests.helpers import assert_problem
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -41,31 +39,12 @@ def client(settings: Settings, committed_url: str, tmp_path: Path) -> Iterator[T
 
 @pytest.fixture
 def owner(client: TestClient) -> Account:
-    email = f"async-{uuid.uuid4().hex[:8]}@example.com"
-    client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account("", email, PASSWORD, token["access_token"])
+    return register(client)
 
 
 @pytest.fixture
 def model_name(client: TestClient, owner: Account) -> str:
-    name = f"iris-{uuid.uuid4().hex[:8]}"
-    created = client.post(
-        "/v1/models", json={"name": name, "task": "classification"}, headers=owner.headers
-    )
-    assert created.status_code == 201
-    upload_version(client, owner, name, "mlp", MLP_CONFIG)
-    return name
-
-
-def wait_for(client: TestClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/v1/predictions/{job_id}", headers=headers).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
+    return publish(client, owner, name=unique("iris")).name
 
 
 def test_job_is_queued_then_succeeds(client: TestClient, owner: Account, model_name: str) -> None:
@@ -77,7 +56,7 @@ def test_job_is_queued_then_succeeds(client: TestClient, owner: Account, model_n
     assert job["status"] in ("queued", "running", "succeeded")
     assert job["version"] == 1
     assert response.headers["location"] == f"/v1/predictions/{job['id']}"
-    done = wait_for(client, job["id"], owner.headers)
+    done = wait_job(client, job["id"], owner.headers)
     assert done["status"] == "succeeded"
     assert len(done["outputs"]) == 1
     assert isinstance(done["predictions"][0], int)
@@ -106,7 +85,7 @@ def test_cancel(client: TestClient, owner: Account, model_name: str) -> None:
     job = client.post(
         "/v1/predictions", json={"model": model_name, "inputs": [ROW]}, headers=owner.headers
     ).json()
-    done = wait_for(client, job["id"], owner.headers)
+    done = wait_job(client, job["id"], owner.headers)
     assert done["status"] == "succeeded"
     assert_problem(client.post(f"/v1/predictions/{job['id']}/cancel", headers=owner.headers), 409)
 
@@ -133,10 +112,7 @@ def test_others_cannot_see_or_cancel_a_job(
     job = client.post(
         "/v1/predictions", json={"model": model_name, "inputs": [ROW]}, headers=owner.headers
     ).json()
-    email = f"other-{uuid.uuid4().hex[:8]}@example.com"
-    client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    stranger = bearer(token["access_token"])
+    stranger = register(client).headers
     assert_problem(client.get(f"/v1/predictions/{job['id']}", headers=stranger), 404)
     assert_problem(client.post(f"/v1/predictions/{job['id']}/cancel", headers=stranger), 404)
 
@@ -160,7 +136,8 @@ class _Receiver:
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next look at its flag: look often, close quickly.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
 
 @pytest.fixture
@@ -188,11 +165,14 @@ def test_webhook_is_signed_with_the_accounts_secret(
     delivered = json.loads(body)
     assert delivered["id"] == job["id"]
     assert delivered["status"] == "succeeded"
-    final = wait_for(client, job["id"], owner.headers)
-    deadline = time.monotonic() + 5
-    while final["webhook"]["delivered_at"] is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        final = client.get(f"/v1/predictions/{job['id']}", headers=owner.headers).json()
+    wait_job(client, job["id"], owner.headers)
+
+    def recorded() -> dict[str, Any] | None:
+        url = f"/v1/predictions/{job['id']}"
+        doc: dict[str, Any] = client.get(url, headers=owner.headers).json()
+        return doc if doc["webhook"]["delivered_at"] is not None else None
+
+    final = wait_until(recorded, timeout=5, what="the delivery to be recorded")
     assert final["webhook"]["attempts"] == 1
     assert final["webhook"]["last_status"] == 204
 
@@ -284,7 +264,7 @@ def test_reconciler_republishes_a_stale_job_once_per_period(
     job = client.post(
         "/v1/predictions", json={"model": model_name, "inputs": [ROW]}, headers=owner.headers
     ).json()
-    wait_for(client, job["id"], owner.headers)
+    wait_job(client, job["id"], owner.headers)
     database = Database.from_url(committed_url)
     try:
         with database.session() as session:

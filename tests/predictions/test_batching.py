@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
-from tests.conftest import Account
+from tests.factories import Account
 from tests.predictions.conftest import Deployed
 
 REQUESTS = 48

@@ -12,9 +12,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from tests.factories import MLP_CONFIG, Account, upload_version
 from tests.helpers import assert_problem, bearer
-from tests.predictions.conftest import IRIS_LABELS, MLP_CONFIG, Deployed, npy, upload_version
+from tests.predictions.conftest import IRIS_LABELS, Deployed, npy
 
 Deploy = Callable[..., Deployed]
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)

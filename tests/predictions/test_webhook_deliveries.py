@@ -8,7 +8,6 @@ attempt is sent, when and by whom, not the HTTP exchange (tests/security/test_we
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -29,9 +28,7 @@ from aiaas.metrics import Metrics
 from aiaas.predictions import deliveries, tasks, webhooks
 from aiaas.predictions.models import QUEUED, Prediction
 from aiaas.storage import ArtifactStore, open_store
-from tests.conftest import Account
-from tests.helpers import PASSWORD
-from tests.predictions.conftest import MLP_CONFIG, upload_version
+from tests.factories import Account, publish, register, unique, wait_job, wait_until
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 # Never connected to: every sender in this module has a stub in place of the network call.
@@ -60,16 +57,8 @@ def finished_jobs(live: Settings) -> Iterator[tuple[TestClient, Account, str, li
     with pytest.MonkeyPatch.context() as patched:
         patched.setattr(deliveries.WebhookSender, "start", lambda self: self)
         with TestClient(create_app(live)) as client:
-            email = f"rows-{uuid.uuid4().hex[:8]}@example.com"
-            client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-            login = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-            owner = Account("", email, PASSWORD, login.json()["access_token"])
-            name = f"rows-{uuid.uuid4().hex[:8]}"
-            created = client.post(
-                "/v1/models", json={"name": name, "task": "classification"}, **_h(owner)
-            )
-            assert created.status_code == 201, created.text
-            upload_version(client, owner, name, "mlp", MLP_CONFIG)
+            owner = register(client)
+            name = publish(client, owner, name=unique("rows")).name
             ids = []
             for _ in range(8):
                 job = client.post(
@@ -79,11 +68,8 @@ def finished_jobs(live: Settings) -> Iterator[tuple[TestClient, Account, str, li
                 )
                 assert job.status_code == 202, job.text
                 ids.append(job.json()["id"])
-            deadline = time.monotonic() + 30
             for job_id in ids:
-                while _doc(client, owner, job_id)["status"] != "succeeded":
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+                assert wait_job(client, job_id, owner.headers)["status"] == "succeeded"
             yield client, owner, name, ids
 
 
@@ -164,10 +150,11 @@ def test_two_senders_never_send_the_same_attempt(
         assert sum(started) == len(ids), started
         assert sum(s.sweep() for s in senders) == 0
         release.set()
-        deadline = time.monotonic() + 10
-        while any(row(database, i).webhook_delivered_at is None for i in ids):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            lambda: all(row(database, i).webhook_delivered_at is not None for i in ids),
+            timeout=10,
+            what="every delivery to be recorded",
+        )
         assert sum(s.sweep() for s in senders) == 0  # delivered: never sent again
     finally:
         release.set()
@@ -237,10 +224,11 @@ def test_a_claim_left_by_a_dead_sender_expires_and_the_attempt_is_made_again(
     try:
         assert sender.sweep() == 1
         assert done.wait(10)
-        deadline = time.monotonic() + 10
-        while row(database, expired).webhook_delivered_at is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            lambda: row(database, expired).webhook_delivered_at is not None,
+            timeout=10,
+            what="the retried delivery to be recorded",
+        )
     finally:
         sender.close()
     assert sent == [expired]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from aiaas.ml.architectures import ARCHITECTURES, build_model, parse_config
 from aiaas.ml.weights import save_safetensors
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.storage import LocalArtifactStore
-from tests.conftest import Account
+from tests import factories
+from tests.factories import Account, post_version
 
 
 def example_weights(architecture: str, config: dict[str, Any] | None = None) -> bytes:
@@ -29,31 +29,10 @@ def example_weights(architecture: str, config: dict[str, Any] | None = None) -> 
     return save_safetensors(build_model(architecture, parsed))
 
 
-def post_version(
-    client: TestClient,
-    name: str,
-    *,
-    spec: dict[str, Any] | str,
-    weights: bytes,
-    headers: dict[str, str],
-) -> Response:
-    """POST a multipart upload exactly as a client would: a JSON spec part and a file part."""
-    return client.post(
-        f"/v1/models/{name}/versions",
-        data={"spec": spec if isinstance(spec, str) else json.dumps(spec)},
-        files={"weights": ("model.safetensors", weights, "application/octet-stream")},
-        headers=headers,
-    )
-
-
 @pytest.fixture
 def create_model(client: TestClient, account: Account) -> Callable[..., dict[str, Any]]:
     def create(name: str = "digits", owner: Account | None = None, **fields: Any) -> dict[str, Any]:
-        body = {"name": name, "task": "classification", **fields}
-        response = client.post("/v1/models", json=body, headers=(owner or account).headers)
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
+        return factories.create_model(client, owner or account, name, **fields)
 
     return create
 

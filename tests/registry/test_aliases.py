@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from aiaas.registry.models import ModelAlias
-from tests.conftest import Account
+from tests.factories import Account
 from tests.helpers import assert_problem
 from tests.registry.conftest import example_weights
 

@@ -25,9 +25,9 @@ from aiaas.main import create_app
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.registry.models import ModelVersion
 from aiaas.storage import LocalArtifactStore
-from tests.conftest import Account
+from tests.factories import Account, post_version
 from tests.helpers import assert_problem
-from tests.registry.conftest import example_weights, files_under, post_version
+from tests.registry.conftest import example_weights, files_under
 
 Upload = Callable[..., Response]
 CreateModel = Callable[..., dict[str, Any]]

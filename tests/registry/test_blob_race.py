@@ -13,11 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
-from aiaas.accounts.models import User
 from aiaas.db import Database
-from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import save_safetensors
 from aiaas.registry import service as registry
 from aiaas.registry import versions
@@ -25,6 +22,7 @@ from aiaas.registry.models import Model
 from aiaas.registry.schemas import VersionSpec
 from aiaas.storage import ArtifactInfo, open_store
 from aiaas.storage.local import LocalArtifactStore
+from tests.factories import add_model, add_user, seeded_module, unique
 
 CONFIG = {"input_dim": 4, "hidden": [8], "output_dim": 3}
 
@@ -56,8 +54,7 @@ def database(committed_url: str) -> Iterator[Database]:
 
 def make_model(database: Database, owner_id: uuid.UUID) -> Model:
     with database.session() as session:
-        model = Model(owner_id=owner_id, name=f"race-{uuid.uuid4().hex[:8]}", task="regression")
-        session.add(model)
+        model = add_model(session, owner_id, name=unique("race"), task="regression")
         session.commit()
         session.expunge(model)
         return model
@@ -68,16 +65,9 @@ def test_an_upload_of_stored_bytes_survives_a_concurrent_delete(
 ) -> None:
     store = PausingStore(tmp_path / "artifacts")
     with database.session() as session:
-        user = User(
-            email=f"race-{uuid.uuid4().hex[:8]}@example.com", password_hash="x", webhook_secret="w"
-        )
-        session.add(user)
+        owner_id = add_user(session).id
         session.commit()
-        owner_id = user.id
-    torch.manual_seed(0)
-    weights = save_safetensors(
-        build_model("mlp", parse_config("mlp", CONFIG, max_parameters=10**6))
-    )
+    weights = save_safetensors(seeded_module("mlp", CONFIG))
     spec = VersionSpec(architecture="mlp", config=CONFIG)
     first, second = make_model(database, owner_id), make_model(database, owner_id)
     with database.session() as session:

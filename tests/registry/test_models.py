@@ -13,9 +13,9 @@ from httpx import Response
 
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.storage import LocalArtifactStore
-from tests.conftest import Account
+from tests.factories import Account, post_version
 from tests.helpers import assert_problem, bearer
-from tests.registry.conftest import example_weights, files_under, post_version
+from tests.registry.conftest import example_weights, files_under
 
 CreateModel = Callable[..., dict[str, Any]]
 Upload = Callable[..., Response]

@@ -12,9 +12,9 @@ from httpx import Response
 
 from aiaas.registry.models import ModelAlias, ModelVersion
 from aiaas.storage import LocalArtifactStore
-from tests.conftest import Account
+from tests.factories import Account, post_version
 from tests.helpers import assert_problem
-from tests.registry.conftest import example_weights, post_version
+from tests.registry.conftest import example_weights
 
 CreateModel = Callable[..., dict[str, Any]]
 Upload = Callable[..., Response]

@@ -3,7 +3,6 @@ memory from its config, and the length of a recurrent model's sequences."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ from aiaas.ml.architectures import activation_bytes, build_model, parse_config
 from aiaas.ml.errors import ConfigInvalid
 from aiaas.ml.limits import LIMITS, MB
 from aiaas.ml.weights import save_safetensors
-from tests.conftest import Account
+from tests.factories import Account, create_model, post_version
 from tests.helpers import assert_problem, bearer
 
 # About a thousand parameters, and 8 channels on a 4096x4096 image: over 1 GB of activations
@@ -46,20 +45,16 @@ def test_activation_memory_is_computed_from_the_config_before_building() -> None
 def upload(
     client: TestClient, account: Account, name: str, architecture: str, config: dict[str, Any]
 ) -> Any:
-    body = {"name": name, "task": "regression"}
-    assert client.post("/v1/models", json=body, headers=account.headers).status_code == 201
+    create_model(client, account, name, task="regression")
     # The config is refused before the weights are looked at: any well-formed file will do.
     module = build_model(
         "mlp", parse_config("mlp", {"input_dim": 2, "output_dim": 1}, max_parameters=100)
     )
     if architecture == "rnn":
         module = build_model("rnn", parse_config("rnn", config, max_parameters=10**6))
-    return client.post(
-        f"/v1/models/{name}/versions",
-        data={"spec": json.dumps({"architecture": architecture, "config": config})},
-        files={"weights": ("w.safetensors", save_safetensors(module), "application/octet-stream")},
-        headers=account.headers,
-    )
+    spec = {"architecture": architecture, "config": config}
+    weights = save_safetensors(module)
+    return post_version(client, name, spec=spec, weights=weights, headers=account.headers)
 
 
 def test_a_cnn_whose_activations_are_too_big_is_refused_at_upload(

@@ -12,9 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from aiaas.db import Database
-from tests.conftest import Account
+from tests.factories import Account, publish
 from tests.helpers import assert_problem, bearer
-from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 
 def npy_with_dims(dims: bytes) -> bytes:
@@ -30,9 +29,7 @@ def test_an_npy_header_with_a_5000_digit_dimension_is_a_422(
     make_key: Callable[..., dict[str, Any]],
     dims: bytes,
 ) -> None:
-    body = {"name": "npy-target", "task": "classification"}
-    assert client.post("/v1/models", json=body, headers=account.headers).status_code == 201
-    upload_version(client, account, "npy-target", "mlp", MLP_CONFIG)
+    publish(client, account, name="npy-target")
     key = make_key(["predict"])["key"]
     answer = client.post(
         "/v1/models/npy-target/predict",

@@ -22,17 +22,10 @@ from aiaas.config import ConfigurationError, Settings
 from aiaas.db import Database
 from aiaas.main import create_app
 from aiaas.metrics import Metrics, MetricsServer
-from tests.conftest import Account
+from tests.factories import Account, publish
 from tests.helpers import assert_problem, bearer, free_port
-from tests.predictions.conftest import MLP_CONFIG, upload_version
 
 TOKEN = "scrape-token-0123456789-abcdefghijklmnop"
-
-
-def private_model(client: TestClient, owner: Account, name: str) -> None:
-    body = {"name": name, "task": "classification", "visibility": "private"}
-    assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
-    upload_version(client, owner, name, "mlp", MLP_CONFIG)
 
 
 def test_metrics_need_the_scrape_token_when_one_is_set(
@@ -42,7 +35,7 @@ def test_metrics_need_the_scrape_token_when_one_is_set(
     with TestClient(create_app(settings, database=db), raise_server_exceptions=False) as client:
         owner = make_account()
         name = "secret-project-x"
-        private_model(client, owner, name)
+        publish(client, owner, name=name, visibility="private")
         client.post(f"/v1/models/{name}/predict", json={"inputs": [[1, 2, 3, 4]]}, **_h(owner))
         for headers in ({}, bearer("wrong"), {"Authorization": f"Basic {TOKEN}"}):
             refused = client.get("/metrics", headers=headers)
@@ -106,7 +99,7 @@ def test_another_accounts_private_model_answers_as_an_unknown_name(
     client: TestClient, make_account: Callable[..., Account], version: str | None
 ) -> None:
     owner, stranger = make_account(), make_account()
-    private_model(client, owner, "hidden-model")
+    publish(client, owner, name="hidden-model", visibility="private")
     query = "" if version is None else f"?version={version}"
     body = {"inputs": [[1, 2, 3, 4]]}
     hidden = client.post(f"/v1/models/hidden-model/predict{query}", json=body, **_h(stranger))

@@ -3,7 +3,6 @@ expiry for finished jobs' payloads."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,9 +21,8 @@ from aiaas.main import create_app
 from aiaas.predictions import service
 from aiaas.predictions.models import Prediction
 from aiaas.storage import open_store
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem
-from tests.predictions.conftest import upload_version
+from tests.factories import Account, Published, publish, register, unique, wait_job
+from tests.helpers import assert_problem
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -44,28 +42,12 @@ def client(live: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def owner(client: TestClient) -> Account:
-    email = f"out-{uuid.uuid4().hex[:8]}@example.com"
-    client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account("", email, PASSWORD, token["access_token"])
+    return register(client)
 
 
-def publish(client: TestClient, owner: Account, output_dim: int) -> tuple[str, torch.nn.Module]:
-    name = f"out-{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "task": "regression"}
-    assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
+def regressor(client: TestClient, owner: Account, output_dim: int) -> Published:
     config = {"input_dim": 4, "hidden": [2], "output_dim": output_dim}
-    return name, upload_version(client, owner, name, "mlp", config)
-
-
-def wait_done(client: TestClient, owner: Account, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
-        job: dict[str, Any] = client.get(f"/v1/predictions/{job_id}", headers=owner.headers).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
+    return publish(client, owner, name=unique("out"), task="regression", config=config)
 
 
 def count_jobs(live: Settings) -> int:
@@ -82,7 +64,7 @@ def test_a_job_whose_outputs_would_be_over_the_bound_is_refused_and_stores_nothi
 ) -> None:
     # 65,536 outputs a row, 5 rows: 1.25 MB as float32, over the 1 MB limit, from a
     # 200-byte request.
-    name, _ = publish(client, owner, 65_536)
+    name = regressor(client, owner, 65_536).name
     before = count_jobs(live)
     refused = client.post(
         "/v1/predictions", json={"model": name, "inputs": [ROW] * 5}, headers=owner.headers
@@ -97,10 +79,10 @@ def test_a_job_whose_outputs_would_be_over_the_bound_is_refused_and_stores_nothi
 def test_large_outputs_go_to_the_artifact_store(
     client: TestClient, owner: Account, live: Settings
 ) -> None:
-    name, module = publish(client, owner, 20_000)  # 2 rows: 160 KB of outputs
+    name, module = regressor(client, owner, 20_000)  # 2 rows: 160 KB of outputs
     rows = [ROW, [6.7, 3.0, 5.2, 2.3]]
     job = client.post("/v1/predictions", json={"model": name, "inputs": rows}, **_h(owner)).json()
-    done = wait_done(client, owner, job["id"])
+    done = wait_job(client, job["id"], owner.headers)
     assert done["status"] == "succeeded", done
     with torch.inference_mode():
         want = module(torch.tensor(rows)).numpy()
@@ -124,12 +106,12 @@ def test_large_outputs_go_to_the_artifact_store(
 def test_finished_jobs_lose_their_payloads_after_the_retention(
     client: TestClient, owner: Account, live: Settings
 ) -> None:
-    name, _ = publish(client, owner, 20_000)
+    name = regressor(client, owner, 20_000).name
     old = client.post("/v1/predictions", json={"model": name, "inputs": [ROW]}, **_h(owner))
     recent = client.post("/v1/predictions", json={"model": name, "inputs": [ROW]}, **_h(owner))
     old_id, recent_id = old.json()["id"], recent.json()["id"]
     for job_id in (old_id, recent_id):
-        assert wait_done(client, owner, job_id)["status"] == "succeeded"
+        assert wait_job(client, job_id, owner.headers)["status"] == "succeeded"
     store = open_store(live.resolved_artifacts_url)
     database = Database.from_url(live.resolved_database_url)
     try:

@@ -8,7 +8,6 @@ in and reads the registry: everything succeeds, each call well under a second.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -16,10 +15,8 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -29,39 +26,13 @@ from pydantic import SecretStr
 from aiaas.config import Settings
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
-from aiaas.ml.architectures import build_model, parse_config
-from aiaas.ml.weights import save_safetensors
-from tests.helpers import PASSWORD, assert_problem, bearer, free_port, live_server
+from tests.factories import PASSWORD, publish, register, unique, wait_until
+from tests.helpers import assert_problem, free_port, live_server
 
 SMALL = {"input_dim": 4, "hidden": [8], "output_dim": 3}
 # About 17 MB of weights: more than the kernel buffers a stalled reader leaves room for.
 BIG = {"input_dim": 2048, "hidden": [2048], "output_dim": 2}
 TRICKLE_S = 5.0
-
-
-def sign_up(http: httpx.Client) -> tuple[str, dict[str, str]]:
-    email = f"nn-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"email": email, "password": PASSWORD}
-    assert http.post("/v1/auth/register", json=body).status_code == 201
-    token = http.post("/v1/auth/login", json=body).json()["access_token"]
-    return email, bearer(token)
-
-
-def publish(http: httpx.Client, headers: dict[str, str], config: dict[str, Any]) -> str:
-    name = f"nn-{uuid.uuid4().hex[:8]}"
-    created = http.post(
-        "/v1/models", json={"name": name, "task": "classification"}, headers=headers
-    )
-    assert created.status_code == 201, created.text
-    module = build_model("mlp", parse_config("mlp", config, max_parameters=10**8))
-    uploaded = http.post(
-        f"/v1/models/{name}/versions",
-        data={"spec": json.dumps({"architecture": "mlp", "config": config})},
-        files={"weights": ("w.safetensors", save_safetensors(module), "application/octet-stream")},
-        headers=headers,
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    return name
 
 
 class TrickleReceiver:
@@ -145,27 +116,24 @@ def test_slow_clients_of_one_account_do_not_slow_another(server: str) -> None:
     stop = threading.Event()
     held: list[socket.socket] = []
     with httpx.Client(base_url=server, timeout=30) as http:
-        _, attacker = sign_up(http)
-        victim_email, victim = sign_up(http)
-        big = publish(http, attacker, BIG)
-        small = publish(http, victim, SMALL)
+        attacker, victim = register(http), register(http)
+        big = publish(http, attacker, name=unique("nn"), config=BIG).name
+        small = publish(http, victim, name=unique("nn"), config=SMALL).name
         receiver = TrickleReceiver(stop)
         try:
             job = http.post(
                 "/v1/predictions",
                 json={"model": big, "inputs": [[0.0] * 2048], "webhook": receiver.url},
-                headers=attacker,
+                headers=attacker.headers,
             )
             assert job.status_code == 202, job.text
-            held.append(stalled_download(server, f"/v1/models/{big}/versions/1/weights", attacker))
+            weights = f"/v1/models/{big}/versions/1/weights"
+            held.append(stalled_download(server, weights, attacker.headers))
             held.append(slow_body(server, stop))
-            deadline = time.monotonic() + 10
-            while receiver.requests == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert receiver.requests >= 1, "the webhook was never attempted"
+            wait_until(lambda: receiver.requests, timeout=10, what="the webhook to be attempted")
 
             latencies: dict[str, list[float]] = {"predict": [], "login": [], "registry": []}
-            credentials = {"email": victim_email, "password": PASSWORD}
+            credentials = {"email": victim.email, "password": PASSWORD}
             calls = (
                 [("predict", "POST", f"/v1/models/{small}/predict", {"inputs": [[1, 2, 3, 4]]})]
                 * 50
@@ -175,7 +143,7 @@ def test_slow_clients_of_one_account_do_not_slow_another(server: str) -> None:
             )
             for kind, method, path, body in calls:
                 start = time.perf_counter()
-                response = http.request(method, path, json=body, headers=victim)
+                response = http.request(method, path, json=body, headers=victim.headers)
                 latencies[kind].append(time.perf_counter() - start)
                 assert response.status_code == 200, f"{kind}: {response.text}"
             everything = [s for samples in latencies.values() for s in samples]
@@ -272,10 +240,9 @@ def test_a_stopped_database_is_a_quick_503_and_service_recovers(
         demo_models=False,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        body = {"email": "outage@example.com", "password": PASSWORD}
-        assert client.post("/v1/auth/register", json=body).status_code == 201
-        token = client.post("/v1/auth/login", json=body).json()["access_token"]
-        assert client.get("/v1/me", headers=bearer(token)).status_code == 200
+        owner = register(client, email="outage@example.com")
+        body = {"email": owner.email, "password": PASSWORD}
+        assert client.get("/v1/me", headers=owner.headers).status_code == 200
 
         cluster.stop()
         for method, path, json_body in (
@@ -284,7 +251,7 @@ def test_a_stopped_database_is_a_quick_503_and_service_recovers(
             ("GET", "/v1/models", None),
         ):
             start = time.monotonic()
-            response = client.request(method, path, json=json_body, headers=bearer(token))
+            response = client.request(method, path, json=json_body, headers=owner.headers)
             elapsed = time.monotonic() - start
             problem = assert_problem(response, 503)
             assert problem["type"].endswith("/service-unavailable")
@@ -293,8 +260,10 @@ def test_a_stopped_database_is_a_quick_503_and_service_recovers(
         assert client.get("/readyz").status_code == 503
 
         cluster.start()
-        deadline = time.monotonic() + 15
-        while client.get("/v1/me", headers=bearer(token)).status_code != 200:
-            assert time.monotonic() < deadline, "the gateway did not recover"
-            time.sleep(0.2)
+        wait_until(
+            lambda: client.get("/v1/me", headers=owner.headers).status_code == 200,
+            timeout=15,
+            interval=0.2,
+            what="the gateway to recover",
+        )
         assert client.post("/v1/auth/login", json=body).status_code == 200

@@ -4,9 +4,7 @@ other accounts alone, and shows on GET /v1/quotas."""
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -25,16 +22,27 @@ from aiaas.config import Settings
 from aiaas.datasets.models import Dataset
 from aiaas.db import Database, utcnow
 from aiaas.main import create_app
-from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import save_safetensors
 from aiaas.predictions.models import Prediction
 from aiaas.quotas import Quota, Quotas, limits_for
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.trainings.models import Training
 from aiaas.usage import counting
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem, bearer
-from tests.predictions.conftest import MLP_CONFIG, upload_version
+from tests.factories import (
+    MLP_CONFIG,
+    Account,
+    add_model,
+    add_prediction,
+    add_version,
+    post_version,
+    publish,
+    register,
+    seeded_module,
+    unique,
+    upload_dataset,
+    wait_until,
+)
+from tests.helpers import assert_problem, bearer
 
 TABLES: tuple[type[Any], ...] = (Model, ModelVersion, Dataset, Prediction, Training)
 CSV = b"a,b,label\n1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n"
@@ -87,20 +95,16 @@ def assert_refused(response: Response, quota: str, *, limit: int, current: int) 
 
 
 def new_model(client: TestClient, account: Account, name: str, **fields: Any) -> Response:
+    """The create under test: its answer is the test's to check (the factory asserts 201)."""
     body = {"name": name, "task": "classification", **fields}
     return client.post("/v1/models", json=body, headers=account.headers)
 
 
 def upload(client: TestClient, account: Account, name: str, *, seed: int) -> Response:
-    """A version of fresh weights (another seed, other bytes: another blob)."""
-    torch.manual_seed(seed)
-    module = build_model("mlp", parse_config("mlp", MLP_CONFIG, max_parameters=10**8))
-    return client.post(
-        f"/v1/models/{name}/versions",
-        data={"spec": json.dumps({"architecture": "mlp", "config": MLP_CONFIG})},
-        files={"weights": ("w.safetensors", save_safetensors(module), "application/octet-stream")},
-        headers=account.headers,
-    )
+    """A version of fresh weights (another seed, other bytes: another blob), answer unchecked."""
+    weights = save_safetensors(seeded_module(seed=seed))
+    spec = {"architecture": "mlp", "config": MLP_CONFIG}
+    return post_version(client, name, spec=spec, weights=weights, headers=account.headers)
 
 
 def train(client: TestClient, account: Account, model: str) -> Response:
@@ -204,12 +208,9 @@ def test_stored_bytes_quota_on_weights(
     assert upload(client, other, "q-bytes-other", seed=3).status_code == 201
 
 
-def upload_dataset(client: TestClient, account: Account, data: bytes) -> Response:
-    return client.post(
-        "/v1/datasets",
-        data={"name": "pets", "task": "classification"},
-        files={"file": ("pets.csv", data, "text/csv")},
-        headers=account.headers,
+def upload_pets(client: TestClient, account: Account, data: bytes) -> Response:
+    return upload_dataset(
+        client, account, data, filename="pets.csv", content_type="text/csv", name="pets"
     )
 
 
@@ -219,14 +220,12 @@ def test_stored_bytes_quota_on_datasets(
     set_quotas(db, account, stored_bytes=len(CSV) - 1)
     before = snapshot(db, settings)
 
-    assert_refused(
-        upload_dataset(client, account, CSV), "stored_bytes", limit=len(CSV) - 1, current=0
-    )
+    assert_refused(upload_pets(client, account, CSV), "stored_bytes", limit=len(CSV) - 1, current=0)
 
     assert snapshot(db, settings) == before
-    assert upload_dataset(client, make_account(), CSV).status_code == 201
+    assert upload_pets(client, make_account(), CSV).status_code == 201
     set_quotas(db, account, stored_bytes=len(CSV))
-    assert upload_dataset(client, account, CSV).status_code == 201
+    assert upload_pets(client, account, CSV).status_code == 201
     with db.session() as session:
         stored = session.scalar(
             select(Dataset.size_bytes).where(Dataset.owner_id == uuid.UUID(account.id))
@@ -249,8 +248,7 @@ def test_async_jobs_quota(
     make_account: Any,
     dispatched: list[str],
 ) -> None:
-    assert new_model(client, account, "q-jobs", visibility="public").status_code == 201
-    upload_version(client, account, "q-jobs", "mlp", MLP_CONFIG)
+    publish(client, account, name="q-jobs", visibility="public")
     set_quotas(db, account, async_jobs=2)
     first = job(client, account, "q-jobs", [ROW], key="first")
     second = job(client, account, "q-jobs", [ROW])
@@ -282,8 +280,7 @@ def test_stored_bytes_quota_on_large_job_inputs(
     account: Account,
     dispatched: list[str],
 ) -> None:
-    assert new_model(client, account, "q-wide").status_code == 201
-    upload_version(client, account, "q-wide", "mlp", WIDE)
+    publish(client, account, name="q-wide", config=WIDE)
     weights = usage(client, account)["stored_bytes"]["current"]
     inputs = [[0.5] * WIDE_INPUTS]
     payload = 128 + 4 * WIDE_INPUTS  # the .npy header and float32 numbers
@@ -346,9 +343,7 @@ def add_training(
     with db.session() as session:
         model = session.scalar(select(Model).where(Model.owner_id == owner))
         if model is None:
-            model = Model(owner_id=owner, name=f"q-time-{uuid.uuid4().hex[:8]}", task="regression")
-            session.add(model)
-            session.flush()
+            model = add_model(session, owner, name=unique("q-time"), task="regression")
         session.add(
             Training(
                 owner_id=owner,
@@ -443,14 +438,6 @@ def test_quotas_route_shows_limits_and_use(
     assert_problem(client.get("/v1/quotas"), 401)
 
 
-def register(client: TestClient) -> Account:
-    email = f"quota-{uuid.uuid4().hex[:8]}@example.com"
-    created = client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert created.status_code == 201, created.text
-    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account(created.json()["id"], email, PASSWORD, token["access_token"])
-
-
 def test_defaults_come_from_settings_and_overrides_per_account(
     settings: Settings, db: Database
 ) -> None:
@@ -512,13 +499,14 @@ def _wait_for_a_lock_wait(database: Database) -> None:
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def waiting() -> int:
         with database.engine.connect() as connection:
-            if connection.scalar(query):
-                return
-        time.sleep(0.02)
-    raise AssertionError("the concurrent create never waited for the account's lock")
+            return int(connection.scalar(query) or 0)
+
+    wait_until(
+        waiting, timeout=10, interval=0.02, what="the concurrent create to wait for the lock"
+    )
 
 
 def test_an_override_that_is_not_a_whole_number_takes_the_default(settings: Settings) -> None:
@@ -544,32 +532,12 @@ def test_stored_inputs_of_a_variable_shape_count_at_least_what_sent_them_to_the_
 ) -> None:
     owner = uuid.UUID(account.id)
     with db.session() as session:
-        model = Model(owner_id=owner, name="q-variable", task="regression")
-        session.add(model)
-        session.flush()
-        session.add(
-            ModelVersion(
-                model_id=model.id,
-                number=1,
-                architecture="rnn",
-                config={},
-                input_shape=[None, 3],
-                parameters=1,
-                sha256="0" * 64,
-                size_bytes=1000,
-            )
+        model = add_model(session, owner, name="q-variable", task="regression")
+        add_version(
+            session, model, architecture="rnn", config={}, input_shape=[None, 3], size_bytes=1000
         )
         for number in (1, 2):  # version 2 is gone: its shape is unknown too
-            session.add(
-                Prediction(
-                    owner_id=owner,
-                    model_id=model.id,
-                    model_name=model.name,
-                    version=number,
-                    input_rows=4,
-                    inputs_sha256="1" * 64,
-                )
-            )
+            add_prediction(session, model, version=number, rows=4, inputs_sha256="1" * 64)
         session.commit()
 
         stored = counting.stored_bytes(session, owner)

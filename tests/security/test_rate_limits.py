@@ -19,9 +19,9 @@ from aiaas.db import Database
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
 from aiaas.ratelimits import MemoryLimiter, Rate, RedisLimiter
-from tests.conftest import Account, scratch_database
-from tests.helpers import PASSWORD, assert_problem, bearer
-from tests.predictions.conftest import MLP_CONFIG, upload_version
+from tests.conftest import scratch_database
+from tests.factories import PASSWORD, Account, api_key, publish, register
+from tests.helpers import assert_problem, bearer
 
 RATE_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 ROW = {"inputs": [[1.0, 2.0, 3.0, 4.0]]}
@@ -34,21 +34,8 @@ def app_with(settings: Settings, db: Database, **overrides: Any) -> TestClient:
     )
 
 
-def sign_up(client: TestClient, email: str | None = None) -> Account:
-    email = email or f"rl-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"email": email, "password": PASSWORD}
-    created = client.post("/v1/auth/register", json=body)
-    assert created.status_code == 201, created.text
-    token = client.post("/v1/auth/login", json=body).json()["access_token"]
-    return Account(created.json()["id"], email, PASSWORD, token)
-
-
 def key_for(client: TestClient, account: Account, scopes: list[str]) -> dict[str, str]:
-    made = client.post(
-        "/v1/api-keys", json={"name": "k", "scopes": scopes}, headers=account.headers
-    )
-    assert made.status_code == 201, made.text
-    return bearer(made.json()["key"])
+    return bearer(api_key(client, account, scopes)["key"])
 
 
 def test_limiter_lets_a_burst_through_then_one_per_interval() -> None:
@@ -88,7 +75,7 @@ def test_a_burst_over_the_limit_gets_429_and_every_answer_has_the_headers(
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db, rate_limit_registry="4/minute") as client:
-        owner = sign_up(client)
+        owner = register(client)
         answers = [client.get("/v1/models", headers=owner.headers) for _ in range(4)]
         answers.append(client.get("/v1/models/none-such", headers=owner.headers))
         assert [a.status_code for a in answers] == [200, 200, 200, 200, 429]
@@ -100,12 +87,12 @@ def test_a_burst_over_the_limit_gets_429_and_every_answer_has_the_headers(
         assert 1 <= int(answers[-1].headers["retry-after"]) <= 15
         assert answers[-1].headers["ratelimit-limit"] == "4"
         # Another account has buckets of its own.
-        assert client.get("/v1/models", headers=sign_up(client).headers).status_code == 200
+        assert client.get("/v1/models", headers=register(client).headers).status_code == 200
 
 
 def test_each_key_has_its_own_bucket_within_the_accounts(settings: Settings, db: Database) -> None:
     with app_with(settings, db) as setup:
-        owner = sign_up(setup)
+        owner = register(setup)
         keys = [key_for(setup, owner, ["models:read"]) for _ in range(3)]
     with app_with(
         settings, db, rate_limit_registry="2/minute", rate_limit_account_multiplier=2.0
@@ -122,11 +109,8 @@ def test_each_key_has_its_own_bucket_within_the_accounts(settings: Settings, db:
 
 def test_predict_is_limited_in_the_fast_lane(settings: Settings, db: Database) -> None:
     with app_with(settings, db, rate_limit_predict="3/minute") as client:
-        owner = sign_up(client)
-        assert client.post(
-            "/v1/models", json={"name": "rl-iris", "task": "classification"}, **_as(owner)
-        ).is_success
-        upload_version(client, owner, "rl-iris", "mlp", MLP_CONFIG)
+        owner = register(client)
+        publish(client, owner, name="rl-iris")
         key = key_for(client, owner, ["predict"])
         answers = [
             client.post("/v1/models/rl-iris/predict", json=ROW, headers=key) for _ in range(4)
@@ -168,7 +152,7 @@ def test_two_gateways_over_one_redis_share_one_limit(
     )
     try:
         with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
-            owner = sign_up(one)
+            owner = register(one)
             statuses = [
                 gateway.get("/v1/models", headers=owner.headers).status_code
                 for gateway in (one, two) * 4
@@ -179,7 +163,7 @@ def test_two_gateways_over_one_redis_share_one_limit(
 
 
 def make_admin(db: Database, client: TestClient) -> Account:
-    admin = sign_up(client)
+    admin = register(client)
     with db.session() as session:
         accounts.ensure_admin(session, email=admin.email, password=None)
     return admin
@@ -189,9 +173,8 @@ def test_a_suspended_account_is_refused_on_every_route_class_at_once(
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db) as client:
-        admin, owner = make_admin(db, client), sign_up(client)
-        client.post("/v1/models", json={"name": "sus-iris", "task": "classification"}, **_as(owner))
-        upload_version(client, owner, "sus-iris", "mlp", MLP_CONFIG)
+        admin, owner = make_admin(db, client), register(client)
+        publish(client, owner, name="sus-iris")
         key = key_for(client, owner, ["predict", "models:read", "train", "models:write"])
         # Warm the predict lane's credential cache: suspension must not wait for it.
         assert client.post("/v1/models/sus-iris/predict", json=ROW, headers=key).status_code == 200
@@ -228,9 +211,8 @@ def test_suspension_cancels_the_accounts_queued_jobs(
     settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with app_with(settings, db) as client:
-        admin, owner = make_admin(db, client), sign_up(client)
-        client.post("/v1/models", json={"name": "q-iris", "task": "classification"}, **_as(owner))
-        upload_version(client, owner, "q-iris", "mlp", MLP_CONFIG)
+        admin, owner = make_admin(db, client), register(client)
+        publish(client, owner, name="q-iris")
         # Keep the job queued: nothing hands it to a worker.
         dispatcher = client.app.state.dispatcher  # type: ignore[attr-defined]
         monkeypatch.setattr(dispatcher, "submit", lambda task, job_id: None)
@@ -252,7 +234,7 @@ def test_admin_overrides_apply_at_once_and_only_admins_may_set_them(
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db) as client:
-        admin, owner = make_admin(db, client), sign_up(client)
+        admin, owner = make_admin(db, client), register(client)
         body = {"rate_limits": {"registry": "2/minute"}}
         refused = client.patch(f"/v1/admin/accounts/{owner.id}", json=body, **_as(owner))
         assert_problem(refused, 403)
@@ -277,7 +259,7 @@ def test_login_backs_off_after_five_wrong_passwords_for_known_and_unknown_emails
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db) as client:
-        owner = sign_up(client)
+        owner = register(client)
         for email in (owner.email, "nobody-here@example.com"):
             wrong = {"email": email, "password": "not the password"}
             statuses = [client.post("/v1/auth/login", json=wrong).status_code for _ in range(6)]
@@ -288,7 +270,7 @@ def test_login_backs_off_after_five_wrong_passwords_for_known_and_unknown_emails
         assert_problem(blocked, 429)
         assert int(blocked.headers["retry-after"]) >= 1
         # Ten failures from this address: another email still gets its own five tries.
-        other = sign_up(client)
+        other = register(client)
         wrong = {"email": other.email, "password": "not the password"}
         assert client.post("/v1/auth/login", json=wrong).status_code == 401
         # Ten more failures make twenty: now the address waits, whatever the email.
@@ -303,7 +285,7 @@ def test_backoff_doubles_and_a_success_clears_it(
     now = [1_000_000.0]
     monkeypatch.setattr(time, "time", lambda: now[0])
     with app_with(settings, db, login_failures_before_backoff=2) as client:
-        owner = sign_up(client)
+        owner = register(client)
         wrong = {"email": owner.email, "password": "wrong password"}
         right = {"email": owner.email, "password": PASSWORD}
         assert [client.post("/v1/auth/login", json=wrong).status_code for _ in range(2)] == [
@@ -325,7 +307,7 @@ def test_password_change_ends_older_tokens_and_the_audit_log_shows_it(
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db) as client:
-        admin, owner = make_admin(db, client), sign_up(client)
+        admin, owner = make_admin(db, client), register(client)
         key = key_for(client, owner, ["models:read"])
         key_id = client.get("/v1/api-keys", headers=owner.headers).json()["data"][0]["id"]
         client.post("/v1/auth/login", json={"email": owner.email, "password": "bad password"})
@@ -393,7 +375,7 @@ def test_model_creation_publication_and_deletion_are_audited(
     settings: Settings, db: Database
 ) -> None:
     with app_with(settings, db) as client:
-        admin, owner = make_admin(db, client), sign_up(client)
+        admin, owner = make_admin(db, client), register(client)
         body = {"name": "audited", "task": "classification"}
         assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
         public = client.patch(

@@ -7,7 +7,6 @@ mode (the gateway's own runtime cache and batchers) and in distributed mode (a r
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -18,34 +17,20 @@ from fastapi.testclient import TestClient
 
 from aiaas.ml.architectures import build_model, parse_config
 from aiaas.ml.weights import save_safetensors
-from tests.helpers import PASSWORD, bearer
+from tests.factories import Account, create_model, post_version, register, unique
 
 CLASSIFIER = {"input_dim": 4, "hidden": [16], "output_dim": 3, "activation": "relu"}
 REGRESSOR = {"input_dim": 4, "hidden": [16], "output_dim": 3, "activation": "tanh"}
 ROWS = np.array([[5.1, -3.5, 1.4, 0.2], [-6.7, 3.0, 5.2, -2.3]], dtype=np.float32)
 
 
-def signed_up(client: TestClient) -> dict[str, str]:
-    email = f"iso-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"email": email, "password": PASSWORD}
-    assert client.post("/v1/auth/register", json=body).status_code == 201
-    token = client.post("/v1/auth/login", json=body).json()["access_token"]
-    return bearer(token)
-
-
-def publish(
-    client: TestClient, headers: dict[str, str], *, task: str, config: dict[str, Any], data: bytes
+def publish_bytes(
+    client: TestClient, owner: Account, *, task: str, config: dict[str, Any], data: bytes
 ) -> str:
-    name = f"iso-{uuid.uuid4().hex[:8]}"
-    created = client.post("/v1/models", json={"name": name, "task": task}, headers=headers)
-    assert created.status_code == 201, created.text
-    spec = json.dumps({"architecture": "mlp", "config": config})
-    uploaded = client.post(
-        f"/v1/models/{name}/versions",
-        data={"spec": spec},
-        files={"weights": ("w.safetensors", data, "application/octet-stream")},
-        headers=headers,
-    )
+    """A model of ``owner``'s whose one version is these bytes read with this config."""
+    name: str = create_model(client, owner, unique("iso"), task=task)["name"]
+    spec = {"architecture": "mlp", "config": config}
+    uploaded = post_version(client, name, spec=spec, weights=data, headers=owner.headers)
     assert uploaded.status_code == 201, uploaded.text
     return name
 
@@ -64,9 +49,10 @@ def check_isolation(client: TestClient, *, classifier_first: bool) -> None:
     data = save_safetensors(module)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
-    a, b = signed_up(client), signed_up(client)
-    a_model = publish(client, a, task="classification", config=CLASSIFIER, data=data)
-    b_model = publish(client, b, task="regression", config=REGRESSOR, data=data)
+    owner_a, owner_b = register(client), register(client)
+    a, b = owner_a.headers, owner_b.headers
+    a_model = publish_bytes(client, owner_a, task="classification", config=CLASSIFIER, data=data)
+    b_model = publish_bytes(client, owner_b, task="regression", config=REGRESSOR, data=data)
     a_sha = client.get(f"/v1/models/{a_model}/versions/1", headers=a).json()["sha256"]
     b_sha = client.get(f"/v1/models/{b_model}/versions/1", headers=b).json()["sha256"]
     assert a_sha == b_sha  # the same stored bytes

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.main import create_app
 from aiaas.predictions import deliveries, webhooks
-from tests.conftest import Account
-from tests.helpers import PASSWORD
-from tests.predictions.conftest import MLP_CONFIG, upload_version
+from tests.factories import Account, publish, register, unique, wait_job, wait_until
 
 PUBLIC = "93.184.216.34"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -37,7 +34,8 @@ class Listener:
         self.trickle_s = trickle_s
         self.stop = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
+        # close() waits for the accept loop to look at its stop flag: look often.
+        self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -115,6 +113,8 @@ def test_a_rebinding_resolver_cannot_steer_the_post_to_loopback(listener: Listen
     assert not attempt.delivered
     assert asked == ["hooks.example.com"]  # resolved once
     assert connected_to == [(PUBLIC, listener.port)]
+    # Proving that nothing arrives takes giving it the time to: a stray connection to the
+    # listener would have been accepted well within this.
     time.sleep(0.3)
     assert listener.requests == []
 
@@ -189,21 +189,6 @@ def live_settings(settings: Settings, url: str, **extra: Any) -> Settings:
     )
 
 
-def sign_up(client: TestClient) -> Account:
-    email = f"wh-{uuid.uuid4().hex[:8]}@example.com"
-    client.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
-    token = client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account("", email, PASSWORD, token["access_token"])
-
-
-def publish(client: TestClient, owner: Account) -> str:
-    name = f"wh-{uuid.uuid4().hex[:8]}"
-    body = {"name": name, "task": "classification"}
-    assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
-    upload_version(client, owner, name, "mlp", MLP_CONFIG)
-    return name
-
-
 def job_state(client: TestClient, owner: Account, job_id: str) -> dict[str, Any]:
     found: dict[str, Any] = client.get(f"/v1/predictions/{job_id}", headers=owner.headers).json()
     return found
@@ -220,8 +205,8 @@ def test_a_restart_between_a_jobs_end_and_its_delivery_loses_nothing(
     with monkeypatch.context() as patched:
         patched.setattr(deliveries.WebhookSender, "start", lambda self: self)
         with TestClient(create_app(live)) as first:
-            owner = sign_up(first)
-            name = publish(first, owner)
+            owner = register(first)
+            name = publish(first, owner, name=unique("wh")).name
             job = first.post(
                 "/v1/predictions",
                 json={
@@ -231,21 +216,18 @@ def test_a_restart_between_a_jobs_end_and_its_delivery_loses_nothing(
                 },
                 headers=owner.headers,
             ).json()
-            deadline = time.monotonic() + 20
-            while job_state(first, owner, job["id"])["status"] != "succeeded":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            assert wait_job(first, job["id"], owner.headers)["status"] == "succeeded"
+            # Nothing may be sent by this run: give a delivery the time to show if one were.
             time.sleep(0.3)
             assert listener.requests == []
     # The next run sends what is due.
     with TestClient(create_app(live)) as second:
-        deadline = time.monotonic() + 10
-        while not listener.requests:
-            assert time.monotonic() < deadline, "the due webhook was never sent"
-            time.sleep(0.05)
-        while job_state(second, owner, job["id"])["webhook"]["delivered_at"] is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: listener.requests, timeout=10, what="the due webhook to be sent")
+        wait_until(
+            lambda: job_state(second, owner, job["id"])["webhook"]["delivered_at"],
+            timeout=10,
+            what="the delivery to be recorded",
+        )
     assert listener.requests[0].startswith(b"POST /h HTTP/1.1")
     assert len(listener.requests) == 1
 
@@ -260,8 +242,8 @@ def test_many_failing_webhooks_use_a_bounded_number_of_threads(
     before = threading.active_count()
     peak = before
     with TestClient(create_app(live)) as client:
-        owner = sign_up(client)
-        name = publish(client, owner)
+        owner = register(client)
+        name = publish(client, owner, name=unique("wh")).name
         ids = []
         for _ in range(120):
             created = client.post(
@@ -272,14 +254,14 @@ def test_many_failing_webhooks_use_a_bounded_number_of_threads(
             assert created.status_code == 202, created.text
             ids.append(created.json()["id"])
             peak = max(peak, threading.active_count())
-        deadline = time.monotonic() + 30
-        while True:
+
+        def attempted() -> bool:
+            nonlocal peak
             peak = max(peak, threading.active_count())
             attempts = [job_state(client, owner, i)["webhook"]["attempts"] for i in ids[-5:]]
-            if all(a >= 1 for a in attempts):
-                break
-            assert time.monotonic() < deadline, attempts
-            time.sleep(0.1)
+            return all(a >= 1 for a in attempts)
+
+        wait_until(attempted, timeout=30, what="the last jobs' first delivery attempts")
         final = job_state(client, owner, ids[0])["webhook"]
         assert final["delivered_at"] is None
         assert final["attempts"] >= 1

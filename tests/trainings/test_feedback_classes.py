@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from tests.factories import Account, unique, wait_training
 from tests.helpers import assert_problem
-from tests.trainings.conftest import unique, wait_training
 
 
 def test_feedback_follows_the_classes_of_the_version_that_predicted(
@@ -26,7 +25,7 @@ def test_feedback_follows_the_classes_of_the_version_that_predicted(
             "model": name,
             "dataset": "builtin:iris",
             "architecture": "mlp",
-            "hyperparameters": {"epochs": 20},
+            "hyperparameters": {"epochs": 1},
         },
         headers=trainer.headers,
     )
@@ -54,7 +53,7 @@ def test_feedback_follows_the_classes_of_the_version_that_predicted(
             "model": name,
             "base_version": 1,
             "dataset": ["builtin:iris", f"feedback:{name}"],
-            "hyperparameters": {"epochs": 2},
+            "hyperparameters": {"epochs": 1},
         },
         headers=trainer.headers,
     )

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,11 +22,17 @@ from aiaas.db import Database
 from aiaas.main import create_app
 from aiaas.metering.meter import UsageMeter
 from aiaas.metering.models import UsageHour
-from tests.conftest import Account
-from tests.helpers import PASSWORD, assert_problem, bearer
-from tests.predictions.conftest import upload_version
+from tests.factories import (
+    api_key,
+    publish,
+    register,
+    unique,
+    upload_dataset,
+    wait_job,
+    wait_training,
+)
+from tests.helpers import assert_problem, bearer
 
-CONFIG = {"input_dim": 4, "hidden": [8], "output_dim": 3}
 ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -45,23 +50,6 @@ def client(settings: Settings, committed_url: str, tmp_path: Path) -> Iterator[T
         yield test_client
 
 
-def sign_up(client: TestClient) -> Account:
-    body = {"email": f"use-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
-    created = client.post("/v1/auth/register", json=body)
-    token = client.post("/v1/auth/login", json=body).json()["access_token"]
-    return Account(created.json()["id"], body["email"], PASSWORD, token)
-
-
-def wait(client: TestClient, url: str, account: Account) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while True:
-        doc: dict[str, Any] = client.get(url, headers=account.headers).json()
-        if doc["status"] in ("succeeded", "failed", "canceled"):
-            return doc
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.1)
-
-
 def metric(text: str, name: str, account: str) -> float:
     match = re.search(rf'^{name}\{{account="{account}"\}} (\S+)$', text, re.M)
     assert match is not None, name
@@ -69,11 +57,8 @@ def metric(text: str, name: str, account: str) -> float:
 
 
 def test_usage_equals_what_the_account_did(client: TestClient, committed_url: str) -> None:
-    owner, other = sign_up(client), sign_up(client)
-    name = f"use-{uuid.uuid4().hex[:6]}"
-    body = {"name": name, "task": "classification"}
-    assert client.post("/v1/models", json=body, headers=owner.headers).status_code == 201
-    upload_version(client, owner, name, "mlp", CONFIG)
+    owner, other = register(client), register(client)
+    name = publish(client, owner, name=unique("use")).name
     for rows in (1, 2, 3):
         answer = client.post(
             f"/v1/models/{name}/predict", json={"inputs": [ROW] * rows}, headers=owner.headers
@@ -84,7 +69,7 @@ def test_usage_equals_what_the_account_did(client: TestClient, committed_url: st
     job = client.post(
         "/v1/predictions", json={"model": name, "inputs": [ROW] * 4}, headers=owner.headers
     ).json()
-    assert wait(client, f"/v1/predictions/{job['id']}", owner)["status"] == "succeeded"
+    assert wait_job(client, job["id"], owner.headers)["status"] == "succeeded"
     training = client.post(
         "/v1/trainings",
         json={
@@ -95,14 +80,11 @@ def test_usage_equals_what_the_account_did(client: TestClient, committed_url: st
         },
         headers=owner.headers,
     ).json()
-    trained = wait(client, f"/v1/trainings/{training['id']}", owner)
+    trained = wait_training(client, training["id"], owner.headers)
     assert trained["status"] == "succeeded"
     csv = b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n"
-    dataset = client.post(
-        "/v1/datasets",
-        files={"file": ("d.csv", csv, "text/csv")},
-        data={"name": "d", "task": "classification"},
-        headers=owner.headers,
+    dataset = upload_dataset(
+        client, owner, csv, filename="d.csv", content_type="text/csv", name="d"
     )
     assert dataset.status_code == 201, dataset.text
 
@@ -181,7 +163,7 @@ def test_usage_equals_what_the_account_did(client: TestClient, committed_url: st
 
 
 def test_bad_periods_are_refused(client: TestClient) -> None:
-    owner = sign_up(client)
+    owner = register(client)
     now = datetime.now(UTC)
     for params in (
         {"from": now.isoformat(), "to": (now - timedelta(days=1)).isoformat()},
@@ -189,9 +171,7 @@ def test_bad_periods_are_refused(client: TestClient) -> None:
         {"granularity": "minute"},
     ):
         assert_problem(client.get("/v1/usage", params=params, headers=owner.headers), 422)
-    key = client.post(
-        "/v1/api-keys", json={"name": "p", "scopes": ["predict"]}, headers=owner.headers
-    ).json()["key"]
+    key = api_key(client, owner, ["predict"])["key"]
     assert_problem(client.get("/v1/usage", headers=bearer(key)), 403)
 
 
