@@ -65,6 +65,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     ),
     frozenset({"serving"}),
     frozenset({"ml"}),
+    # The SDK: imports nothing of the server (test_the_sdk_imports_only_itself), so it can
+    # ship on its own.
+    frozenset({"client"}),
 )
 FRAMEWORK_FREE = ("ml", "serving")
 FRAMEWORKS = frozenset(
@@ -198,6 +201,20 @@ def test_core_is_framework_free(package: str) -> None:
         for name in imports_of(path):
             root = name.split(".")[0]
             if root in FRAMEWORKS:
+                offending.append(f"{path.relative_to(SRC)}: {name}")
+    assert offending == []
+
+
+def test_the_sdk_imports_only_itself() -> None:
+    """``aiaas.client`` runs where only httpx and numpy are installed: no other aiaas package,
+    and nothing of the server's frameworks or torch (imported lazily by ``weights`` only when
+    a torch module is pushed, by the caller who has torch already)."""
+    offending = []
+    for path in (SRC / "client").rglob("*.py"):
+        for name in imports_of(path):
+            package = top_level(name)
+            root = name.split(".")[0]
+            if (package is not None and package != "client") or root in FRAMEWORKS:
                 offending.append(f"{path.relative_to(SRC)}: {name}")
     assert offending == []
 
