@@ -118,6 +118,12 @@ class Settings(BaseSettings):
     """How long a non-full batch may wait for more rows, unless a version sets its own. Zero
     batches only what queued up while the previous batch ran, so an idle model adds no delay."""
 
+    inline_forward_max_ms: float = Field(default=1.0, ge=0, le=50)
+    """Embedded mode: a lone request that finds its model and the forward thread idle runs
+    on the event loop itself when the model's forwards take less than this per row (measured
+    on the last ones), saving the thread hop. Longer forwards, and every request under load,
+    go to the forward thread, so the loop never stalls for longer than this. 0: never."""
+
     max_batches_in_flight: int = Field(default=2, ge=1, le=64)
     """Distributed mode: batches of one model version a gateway may have at the workers at
     once. Two let the gateway assemble the next batch while one travels (one left it idle a

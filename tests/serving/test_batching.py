@@ -560,3 +560,93 @@ def test_only_the_callers_still_waiting_are_computed(executor: Executor) -> None
 
     run(main())
     assert other.rows == [1]
+
+
+class Inline:
+    """``run_inline`` that records the thread it ran on; ``accept`` says whether it takes a
+    batch (None declines, as the embedded dispatcher does for slow or unloaded models)."""
+
+    def __init__(self, accept: bool = True, fail: bool = False) -> None:
+        self.accept = accept
+        self.fail = fail
+        self.threads: list[int] = []
+        self.rows: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray | None:
+        if not self.accept:
+            return None
+        self.threads.append(threading.get_ident())
+        self.rows.append(len(batch))
+        if self.fail:
+            raise ValueError("the model failed")
+        return compute(batch)
+
+
+def inline_batcher(executor: Executor, recorder: Recorder, inline: Inline) -> Batcher:
+    parts = BatchParts(run_batch=recorder, run_inline=inline, executor=executor, timeout_s=5)
+    return Batcher(parts, max_batch_size=64, max_delay_ms=0)
+
+
+def test_a_lone_request_runs_inline_on_the_loop(executor: Executor) -> None:
+    recorder, inline = Recorder(), Inline()
+    batcher = inline_batcher(executor, recorder, inline)
+
+    async def main() -> tuple[list[np.ndarray], int]:
+        answers = [await batcher.submit(rows(float(i), 2)) for i in range(3)]
+        return answers, threading.get_ident()
+
+    answers, loop_thread = run(main())
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, compute(rows(float(i), 2)))
+    assert inline.threads == [loop_thread] * 3
+    assert recorder.shapes == []  # the executor never saw them
+    assert batcher.queued == 0
+
+
+def test_requests_that_arrive_together_are_batched_not_run_inline(executor: Executor) -> None:
+    """Requests woken by one read reach the batcher in one loop turn: the first of them must
+    not run alone on the loop, holding the others back and leaving every batch at one row."""
+    recorder, inline = Recorder(), Inline()
+    batcher = inline_batcher(executor, recorder, inline)
+
+    async def main() -> list[np.ndarray]:
+        return list(await asyncio.gather(*(batcher.submit(rows(float(i))) for i in range(5))))
+
+    answers = run(main())
+    for i, answer in enumerate(answers):
+        np.testing.assert_array_equal(answer, compute(rows(float(i))))
+    assert inline.rows == []
+    assert recorder.rows == [5]
+
+
+def test_a_declined_request_goes_to_the_executor(executor: Executor) -> None:
+    recorder, inline = Recorder(), Inline(accept=False)
+    batcher = inline_batcher(executor, recorder, inline)
+
+    async def main() -> np.ndarray:
+        return await batcher.submit(rows(2.0))
+
+    np.testing.assert_array_equal(run(main()), compute(rows(2.0)))
+    assert recorder.rows == [1]
+
+
+def test_an_inline_failure_fails_only_its_request(executor: Executor) -> None:
+    recorder, inline = Recorder(), Inline(fail=True)
+    batcher = inline_batcher(executor, recorder, inline)
+
+    async def main() -> np.ndarray:
+        with pytest.raises(ValueError, match="the model failed"):
+            await batcher.submit(rows(1.0))
+        inline.fail = False
+        return await batcher.submit(rows(3.0))
+
+    np.testing.assert_array_equal(run(main()), compute(rows(3.0)))
+    assert batcher.inflight == 0
+
+
+def test_inline_needs_a_batch_run_to_decline_to() -> None:
+    async def remote(batch: np.ndarray) -> np.ndarray:
+        return batch
+
+    with pytest.raises(ValueError, match="run_inline goes with run_batch"):
+        BatchParts(run_batch_async=remote, run_inline=Inline())

@@ -1,6 +1,8 @@
-"""Embedded mode: models run in this process, on threads of their own, never the event loop.
+"""Embedded mode: models run in this process, on threads of their own.
 
-Sync predictions go through a dynamic batcher per model version onto one torch thread; async
+Sync predictions go through a dynamic batcher per model version onto one torch thread (a lone
+request to a warm model whose forwards take under ``AIAAS_INLINE_FORWARD_MAX_MS`` runs on the
+event loop instead, saving the thread hop: ``_run_inline``); async
 jobs and trainings run on their own small pools, calling the same task functions a Celery
 worker calls. Webhooks are sent by the gateway's ``WebhookSender`` in both modes.
 """
@@ -20,9 +22,13 @@ from aiaas.context import WorkerContext
 from aiaas.jobs import PREDICT_QUEUE, TRAINING_QUEUE, JobKind, Task
 from aiaas.serving.batching import BatchParts, make_executor
 from aiaas.serving.pool import BatcherPool
+from aiaas.serving.runtime import ModelRuntime
 from aiaas.serving.spec import ServingSpec
 
 log = logging.getLogger(__name__)
+
+# Forward timings kept for this many runtimes at most.
+MAX_TIMED_RUNTIMES = 10_000
 
 
 class InProcessDispatcher:
@@ -42,9 +48,13 @@ class InProcessDispatcher:
         # One training at a time, beside the predictions rather than in their way.
         self._trainings = ThreadPoolExecutor(1, thread_name_prefix="aiaas-training")
         self._pools = {PREDICT_QUEUE: self._jobs, TRAINING_QUEUE: self._trainings}
+        # Seconds per row of each runtime's recent forwards (runtime_key → moving average).
+        self._row_seconds: dict[str, float] = {}
+        self._inline_max_s = ctx.settings.inline_forward_max_ms / 1000
         self._batchers = BatcherPool(
             BatchParts(
                 run_batch=self._run_batch,
+                run_inline=self._run_inline if self._inline_max_s > 0 else None,
                 executor=self._torch,
                 on_batch=self._on_batch,
                 timeout_s=ctx.settings.predict_timeout_s,
@@ -57,9 +67,32 @@ class InProcessDispatcher:
         self._compute_latency = ctx.metrics.prediction_latency.labels("compute")
 
     def _run_batch(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
+        return self._timed(self.ctx.runtime(spec), spec, batch)
+
+    def _run_inline(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray | None:
+        """The batch's outputs computed here, on the event loop, or None to send it to the
+        forward thread: unless the runtime is loaded already (a load takes seconds), its
+        forwards are known to be short, and the forward thread is idle (the loop would
+        otherwise compete with another model's batch for the cores)."""
+        per_row = self._row_seconds.get(spec.runtime_key)
+        if per_row is None or per_row * len(batch) > self._inline_max_s or not self._torch.idle:
+            return None
+        runtime = self.ctx.runtimes.peek(spec)
+        if runtime is None:
+            return None
+        return self._timed(runtime, spec, batch)
+
+    def _timed(self, runtime: ModelRuntime, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        outputs = self.ctx.runtime(spec).predict(batch)
-        self._compute_latency.observe(time.perf_counter() - start)
+        outputs = runtime.predict(batch)
+        took = time.perf_counter() - start
+        self._compute_latency.observe(took)
+        # Per row over a batch overstates a bigger batch's cost per row: on the safe side.
+        key, per_row = spec.runtime_key, took / len(batch)
+        previous = self._row_seconds.get(key)
+        if previous is None and len(self._row_seconds) >= MAX_TIMED_RUNTIMES:
+            self._row_seconds.clear()  # many models served once: measure them again
+        self._row_seconds[key] = per_row if previous is None else 0.8 * previous + 0.2 * per_row
         return outputs
 
     def _on_batch(self, rows: int) -> None:

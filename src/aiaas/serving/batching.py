@@ -26,7 +26,7 @@ import numpy as np
 from aiaas.serving._notify import notify
 from aiaas.serving.executor import call_in_thread
 from aiaas.serving.executor import make_executor as make_executor
-from aiaas.serving.stacking import run_split, run_split_async
+from aiaas.serving.stacking import run_split, run_split_async, split_outputs
 
 RunBatch = Callable[[np.ndarray], np.ndarray]
 # A batch run that only waits (on remote workers): a coroutine on the loop, no thread.
@@ -47,9 +47,16 @@ class BatchParts(Generic[Run, AsyncRun]):
     batches only wait on remote workers. With ``timeout_s``, a request not answered that long
     after its arrival fails with ``BatchTimeout``. ``on_batch`` is called with each batch's
     rows, ``on_wait`` with each request's seconds in the queue, as its batch starts.
+
+    ``run_inline`` (with ``run_batch``) is offered a lone request that finds the batcher idle,
+    on the event loop itself: it runs the batch and returns its outputs, or returns None to
+    decline, and the request takes the executor as usual. It is for forwards short enough
+    that the thread hop (two wake-ups, tens of microseconds) is a large part of them; the
+    caller decides what is short (see ``dispatch.inprocess``).
     """
 
     run_batch: Run | None = None
+    run_inline: Callable[..., np.ndarray | None] | None = None
     executor: concurrent.futures.Executor | None = None
     run_batch_async: AsyncRun | None = None
     on_batch: Callable[[int], None] | None = None
@@ -64,10 +71,13 @@ class BatchParts(Generic[Run, AsyncRun]):
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {self.max_inflight}")
+        if self.run_inline is not None and self.run_batch is None:
+            raise ValueError("run_inline goes with run_batch: it declines to the executor")
 
 
-# One model's parts, as a ``Batcher`` takes them.
+# One model's parts, as a ``Batcher`` takes them. Its ``run_inline`` returns None to decline.
 ModelBatchParts = BatchParts[RunBatch, AsyncRunBatch]
+RunInline = Callable[[np.ndarray], np.ndarray | None]
 
 
 class BatcherClosed(RuntimeError):
@@ -145,6 +155,7 @@ class Batcher:
             raise ValueError(f"max_delay_ms must be >= 0, got {max_delay_ms}")
         # Copied out of ``parts``: per-request code reads its own attributes, no hop further.
         self._run_batch = parts.run_batch
+        self._run_inline: RunInline | None = parts.run_inline
         self._run_batch_async = parts.run_batch_async
         self._max_rows = max_batch_size
         self._delay = max_delay_ms / 1000
@@ -164,6 +175,8 @@ class Batcher:
         self._drained: asyncio.Future[None] | None = None
         self._inflight = 0
         self._closed = False
+        # A lone request waits one loop turn for company before it may run inline.
+        self._deciding = False
 
     @property
     def queued(self) -> int:
@@ -193,14 +206,57 @@ class Batcher:
             if self._deadline_timer is None:
                 self._deadline_timer = loop.call_at(request.arrived + self._timeout, self._expire)
         if self._inflight < self._max_inflight and not self._queue and self._delay == 0:
-            # The idle fast path: straight to the executor, no queue.
-            self._launch([request])
+            if self._run_inline is not None:
+                # Decided one loop turn later: requests the same read woke up queue behind
+                # this one meanwhile, and then all of them go to the executor as one batch.
+                self._queue.append(request)
+                self._deciding = True
+                loop.call_soon(self._inline_or_dispatch)
+            else:
+                # The idle fast path: straight to the executor, no queue.
+                self._launch([request])
         else:
             self._queue.append(request)
-            self._dispatch()
+            if not self._deciding:  # else the pending decision takes this one along
+                self._dispatch()
         # A cancelled caller only cancels its own future: the batch it is part of still
         # runs for the others, and _finish skips futures that are already done.
         return request.future
+
+    def _inline_or_dispatch(self) -> None:
+        """Run a request that is still alone in an idle batcher inline, if ``run_inline``
+        takes it; anything else goes the usual way."""
+        self._deciding = False
+        queue = self._queue
+        if len(queue) == 1 and self._inflight == 0 and not self._closed:
+            request = queue[0]
+            if not request.future.done() and self._inline(request):
+                queue.popleft()
+                unanswered = self._unanswered
+                while unanswered and unanswered[0].future.done():
+                    unanswered.popleft()
+                return
+        self._dispatch()
+
+    def _inline(self, request: _Request) -> bool:
+        """Answer ``request`` here, on the loop, if ``run_inline`` takes it."""
+        assert self._run_inline is not None
+        try:
+            outputs = self._run_inline(request.inputs)
+        except Exception as exc:
+            request.future.set_exception(exc)
+        else:
+            if outputs is None:
+                return False
+            try:
+                (answer,) = split_outputs([request.inputs], request.inputs, outputs)
+            except RuntimeError as exc:
+                request.future.set_exception(exc)
+            else:
+                request.future.set_result(answer)
+        notify(self._on_batch, len(request.inputs))
+        notify(self._on_wait, 0.0)
+        return True
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -213,6 +269,7 @@ class Batcher:
         self._loop, self._queue, self._inflight = loop, deque(), 0
         self._timer = self._drained = self._deadline_timer = None
         self._unanswered = deque()
+        self._deciding = False
         return loop
 
     def _expire(self) -> None:

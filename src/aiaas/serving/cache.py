@@ -108,6 +108,10 @@ class LoadingCache(Generic[R]):
         assert waiting is not None
         return waiting.wait()
 
+    def peek(self, spec: ServingSpec) -> R | None:
+        """The runtime for ``spec`` if it is loaded; never loads (and counts no hit or miss)."""
+        return self._entries.get(spec.runtime_key)
+
     def _load(self, spec: ServingSpec, pending: _Load[R]) -> R:
         call(self._on_miss)
         # The loader runs outside the lock: it takes seconds, and other keys must stay

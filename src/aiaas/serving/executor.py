@@ -75,6 +75,13 @@ class ForwardThreads(concurrent.futures.Executor):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._shutdown = False
+        # Calls queued or running; written under the lock.
+        self._pending = 0
+
+    @property
+    def idle(self) -> bool:
+        """No call queued or running (a hint: it may change as soon as it is read)."""
+        return self._pending == 0
 
     def call(self, fn: Callable[[], Any], deliver: Deliver) -> None:
         """Run ``fn()`` on a forward thread, then ``deliver`` its result there.
@@ -88,6 +95,7 @@ class ForwardThreads(concurrent.futures.Executor):
                 raise RuntimeError("cannot schedule new calls after shutdown")
             while len(self._threads) < self._size:
                 self._start_thread()
+            self._pending += 1
             self._queue.put((fn, deliver))
 
     def submit(
@@ -124,6 +132,7 @@ class ForwardThreads(concurrent.futures.Executor):
                     except queue.Empty:
                         break
                     if item is not self._STOP:
+                        self._pending -= 1
                         _deliver(item[1], None, concurrent.futures.CancelledError())
             for _ in self._threads:
                 self._queue.put(self._STOP)
@@ -150,15 +159,20 @@ class ForwardThreads(concurrent.futures.Executor):
             self._serve()
 
     def _serve(self) -> None:
-        get, stop = self._queue.get, self._STOP
+        get, stop, lock = self._queue.get, self._STOP, self._lock
         while (item := get()) is not stop:
             fn, deliver = item
             try:
                 result = fn()
             except BaseException as exc:  # delivered to the caller, who decides
-                _deliver(deliver, None, exc)
+                error: BaseException | None = exc
+                result = None
             else:
-                _deliver(deliver, result, None)
+                error = None
+            # Done before it is delivered: whoever the result wakes sees the thread idle.
+            with lock:
+                self._pending -= 1
+            _deliver(deliver, result, error)
             # Drop the batch's arrays now, not when the next call arrives.
             item = fn = deliver = result = None
 

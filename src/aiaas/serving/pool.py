@@ -11,7 +11,8 @@ import numpy as np
 from aiaas.serving.batching import Batcher, BatchParts, ModelBatchParts
 from aiaas.serving.spec import ServingSpec
 
-# Any model's batch run: the version's spec, then the batch.
+# Any model's batch run: the version's spec, then the batch. (A ``run_inline`` of the pool may
+# return None to decline.)
 PoolRunBatch = Callable[[ServingSpec, np.ndarray], np.ndarray]
 PoolAsyncRunBatch = Callable[[ServingSpec, np.ndarray], Awaitable[np.ndarray]]
 PoolBatchParts = BatchParts[PoolRunBatch, PoolAsyncRunBatch]
@@ -44,9 +45,10 @@ class BatcherPool:
     def _bound(self, spec: ServingSpec) -> ModelBatchParts:
         """The pool's parts with the batch runs bound to ``spec``'s model."""
         parts = self._parts
-        run, run_async = parts.run_batch, parts.run_batch_async
+        run, run_async, inline = parts.run_batch, parts.run_batch_async, parts.run_inline
         return BatchParts(
             run_batch=partial(run, spec) if run is not None else None,
+            run_inline=partial(inline, spec) if inline is not None else None,
             executor=parts.executor,
             run_batch_async=partial(run_async, spec) if run_async is not None else None,
             on_batch=parts.on_batch,

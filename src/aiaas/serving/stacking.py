@@ -15,7 +15,7 @@ def run_split(
     Runs on the executor thread, keeping the copies off the event loop.
     """
     batch = _join(parts)
-    return _split(parts, batch, run_batch(batch))
+    return split_outputs(parts, batch, run_batch(batch))
 
 
 async def run_split_async(
@@ -23,14 +23,18 @@ async def run_split_async(
 ) -> list[np.ndarray]:
     """``run_split`` for a coroutine ``run_batch``."""
     batch = _join(parts)
-    return _split(parts, batch, await run_batch(batch))
+    return split_outputs(parts, batch, await run_batch(batch))
 
 
 def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _split(parts: Sequence[np.ndarray], batch: np.ndarray, outputs: object) -> list[np.ndarray]:
+def split_outputs(
+    parts: Sequence[np.ndarray], batch: np.ndarray, outputs: object
+) -> list[np.ndarray]:
+    """``outputs`` of the joined ``batch`` cut back into one piece per part, after checking
+    that it has a row per input row."""
     if not isinstance(outputs, np.ndarray) or outputs.ndim < 1 or len(outputs) != len(batch):
         got = getattr(outputs, "shape", type(outputs).__name__)
         raise RuntimeError(f"run_batch returned {got} for a batch of {len(batch)} rows")
