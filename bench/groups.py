@@ -33,6 +33,7 @@ from bench.servers import (
     start_reference,
     start_reference_celery_worker,
     upgrade_database,
+    without_predict_limit,
 )
 from bench.workloads import CNN_SPEC, MLP_SPEC, make_workload
 
@@ -45,10 +46,15 @@ GROUPS = (
     "litserve",
     "cnn",
     "ratelimit",
+    "v2",
 )
 
 # Rounds of runs for targets measured in turns (see Bench.measure_in_turns).
 TURNS = 5
+# The v2 group's /v1 side: its own name, so that its target never compares with the embedded
+# group's .npy runs, which were not measured in turns with it.
+V2_NPY_SERIES = "embedded npy (beside v2)"
+V2_CONNECTIONS = (1, 32)
 
 
 class Bench:
@@ -79,9 +85,13 @@ class Bench:
         for connections in CONNECTIONS:
             self.record(wrk(target, connections, self.duration, self.max_wait))
 
-    def measure_in_turns(self, targets: Sequence[tuple[Target, npt.NDArray[np.float32]]]) -> None:
+    def measure_in_turns(
+        self,
+        targets: Sequence[tuple[Target, npt.NDArray[np.float32]]],
+        connections: Sequence[int] = CONNECTIONS,
+    ) -> None:
         """Targets compared by a ratio target, measured in turns rather than one after the
-        other: at each connection count, TURNS rounds of one run per target (half the usual
+        other: at each of ``connections``, TURNS rounds of one run per target (half the usual
         duration), the order reversed every other round, and the run with the median req/s
         reported for each. The machine's speed drifts by 10-20 % over minutes; measured in
         turns, both sides of a ratio see the same drift. A non-2xx or socket error in any of
@@ -90,12 +100,12 @@ class Bench:
             log(f"{target.series}: outputs {check_outputs(target, expected, 60.0)}")
             wrk(target, 8, self.warmup)  # warm-up, discarded
         duration = max(float(int(self.duration / 2)), 1.0)  # wrk takes whole seconds
-        for connections in CONNECTIONS:
+        for count in connections:
             runs: dict[str, list[LoadResult]] = {target.series: [] for target, _ in targets}
             for turn in range(TURNS):
                 order = targets if turn % 2 == 0 else targets[::-1]
                 for target, _ in order:
-                    runs[target.series].append(wrk(target, connections, duration, self.max_wait))
+                    runs[target.series].append(wrk(target, count, duration, self.max_wait))
             for target, _ in targets:
                 self.record(median_run(runs[target.series]))
 
@@ -174,21 +184,43 @@ class Bench:
         )
 
     def group_ratelimit(self, fleet: Fleet) -> None:
-        """The rate-limit check's cost: the same embedded gateway with the predict limit on
-        (never met) and off, in turns (target T8)."""
-        targets = []
-        for series, rate in (
-            ("embedded json (limit on)", BENCH_RATE_LIMIT),
-            ("embedded json (limit off)", "0"),
-        ):
-            name = f"rl-{uuid.uuid4().hex[:6]}"
-            env, home = platform_env(self.tmp, name, {"AIAAS_RATE_LIMIT_PREDICT": rate})
-            base = start_gateway(fleet, name, env, home)
-            key = platform_account(base)
-            platform_model(base, key, "mlp-bench", self.mlp)
-            url = f"{base}/v1/models/mlp-bench/predict"
-            targets.append((Target(series, url, self.mlp.json_body, key), self.mlp.expected))
+        """The rate-limit check's cost (target T8): one embedded gateway with the predict
+        limit on (never met), called in turns by two accounts on one public model, one of
+        them with the limit switched off by an admin's override. One process, one model
+        runtime and batcher: the two series differ by the check alone, not by the luck of
+        two processes' memory layouts."""
+        name = f"rl-{uuid.uuid4().hex[:6]}"
+        env, home = platform_env(self.tmp, name, {"AIAAS_RATE_LIMIT_PREDICT": BENCH_RATE_LIMIT})
+        base = start_gateway(fleet, name, env, home)
+        limited, unlimited = platform_account(base), platform_account(base)
+        without_predict_limit(base, unlimited, env, home)
+        platform_model(base, limited, "mlp-bench", self.mlp, visibility="public")
+        url = f"{base}/v1/models/mlp-bench/predict"
+        targets = [
+            (Target(series, url, self.mlp.json_body, key), self.mlp.expected)
+            for series, key in (
+                ("embedded json (limit on)", limited),
+                ("embedded json (limit off)", unlimited),
+            )
+        ]
         self.measure_in_turns(targets)
+
+    def group_v2(self, fleet: Fleet) -> None:
+        """The Open Inference Protocol's binary request (what tritonclient sends) against /v1's
+        .npy body, on one embedded gateway, in turns (target T9)."""
+        env, home = platform_env(self.tmp, f"embedded-v2-{uuid.uuid4().hex[:6]}", {})
+        base = start_gateway(fleet, "platform-embedded-v2", env, home)
+        key = platform_account(base)
+        platform_model(base, key, "mlp-bench", self.mlp)
+        v1 = f"{base}/v1/models/mlp-bench/predict"
+        v2 = f"{base}/v2/models/mlp-bench/infer"
+        self.measure_in_turns(
+            [
+                (Target(V2_NPY_SERIES, v1, self.mlp.npy_body, key), self.mlp.expected),
+                (Target("v2 binary", v2, self.mlp.v2_body, key), self.mlp.expected),
+            ],
+            connections=V2_CONNECTIONS,
+        )
 
     def group_distributed(self, fleet: Fleet) -> None:
         flush_redis(PLATFORM_REDIS_DB)
@@ -232,7 +264,7 @@ class Bench:
 
     def run_group(self, name: str) -> None:
         run: Callable[[Fleet], None] = getattr(self, f"group_{name}")
-        platform = name in ("embedded", "distributed", "cnn", "ratelimit")
+        platform = name in ("embedded", "distributed", "cnn", "ratelimit", "v2")
         for attempt in (1, 2) if platform else (1,):
             fleet = Fleet(self.logs)
             mark = (len(self.report.load), len(self.report.sequential))

@@ -38,10 +38,26 @@ class Target:
     key: str | None = None
 
     def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": self.body.content_type}
+        headers = {"Content-Type": self.body.content_type, **dict(self.body.headers)}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         return headers
+
+
+def answered_outputs(response: httpx.Response) -> npt.NDArray[np.float32] | None:
+    """The outputs a platform's answer carries (None for bare's ``{}``): /v1's ``outputs``, or
+    the V2 ``probabilities``, read by tritonclient itself from a binary answer."""
+    length = response.headers.get("inference-header-content-length")
+    if length is not None:
+        from tritonclient.http import InferResult
+
+        result = InferResult.from_response_body(response.content, header_length=int(length))
+        probabilities: npt.NDArray[np.float32] = result.as_numpy("probabilities")
+        return probabilities
+    data = response.json()
+    if not data:
+        return None
+    return np.asarray(data["outputs"], dtype=np.float32)
 
 
 def check_outputs(target: Target, expected: npt.NDArray[np.float32], timeout: float) -> str:
@@ -62,10 +78,12 @@ def check_outputs(target: Target, expected: npt.NDArray[np.float32], timeout: fl
             last = f"HTTP {r.status_code} {r.text[:300]}"
             time.sleep(0.5)
             continue
-        data = r.json()
-        if not data and target.series.startswith("bare"):
+        outputs = answered_outputs(r)
+        if outputs is None and target.series.startswith("bare"):
             return "n/a (answers {})"
-        got = np.asarray(data["outputs"], dtype=np.float32).reshape(expected.shape)
+        if outputs is None:
+            raise RuntimeError(f"{target.series}: the answer carries no outputs: {r.text[:300]}")
+        got = outputs.reshape(expected.shape)
         diff = float(np.abs(got - expected).max())
         if diff > 1e-4:
             raise RuntimeError(f"{target.series}: outputs differ from the model's by {diff:.2e}")
@@ -79,6 +97,7 @@ def wrk(target: Target, connections: int, duration: float, max_wait: float = 0.0
             "BENCH_BODY": str(target.body.path),
             "BENCH_CONTENT_TYPE": target.body.content_type,
             "BENCH_AUTH": target.key or "",
+            "BENCH_HEADERS": "".join(f"{k}: {v}\n" for k, v in target.body.headers),
         }
     )
     cmd = [

@@ -122,6 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "'embedded npy' sends a (1, 784) float32 .npy body and gets the JSON answer; 'bare' reads "
         "the 6.2 KB JSON body ('bare (npy body)' the 3.2 KB .npy one) and answers {}"
     )
+    report.notes.append(
+        "'v2 binary' posts what tritonclient sends for one (1, 784) FP32 row in binary (its JSON, "
+        "then 3,136 bytes) to /v2/models/mlp-bench/infer and gets every output back in binary; "
+        "'embedded npy (beside v2)' is /v1's .npy series on the same gateway, measured in turns"
+    )
     with tempfile.TemporaryDirectory(prefix="aiaas-bench-") as tmp, pinned_to_client_core():
         bench = Bench(args, Path(tmp), report)
 

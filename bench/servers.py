@@ -305,10 +305,13 @@ def platform_account(base: str) -> str:
     return str(key)
 
 
-def platform_model(base: str, key: str, name: str, work: Workload) -> None:
+def platform_model(
+    base: str, key: str, name: str, work: Workload, *, visibility: str = "private"
+) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=base, timeout=60.0, headers=headers) as c:
-        _ok(c.post("/v1/models", json={"name": name, "task": "classification"}), "create model")
+        model = {"name": name, "task": "classification", "visibility": visibility}
+        _ok(c.post("/v1/models", json=model), "create model")
         _ok(
             c.post(
                 f"/v1/models/{name}/versions",
@@ -318,6 +321,33 @@ def platform_model(base: str, key: str, name: str, work: Workload) -> None:
                 },
             ),
             "upload version",
+        )
+
+
+def without_predict_limit(base: str, key: str, env: dict[str, str], home: Path) -> None:
+    """Switch the predict rate limit off for the account of ``key`` only (an admin's
+    override, made with ``aiaas users create-admin`` on the gateway's database)."""
+    email = f"bench-admin-{uuid.uuid4().hex[:8]}@example.com"
+    password = "bench password 0123456789"
+    command = [str(VENV_BIN / "aiaas"), "users", "create-admin", "--email", email]
+    subprocess.run(
+        [*command, "--password", password],
+        env=env,
+        cwd=home,
+        check=True,
+        capture_output=True,
+    )
+    with httpx.Client(base_url=base, timeout=60.0) as c:
+        creds = {"email": email, "password": password}
+        token = _ok(c.post("/v1/auth/login", json=creds), "admin login").json()["access_token"]
+        me = _ok(c.get("/v1/me", headers={"Authorization": f"Bearer {key}"}), "me").json()
+        _ok(
+            c.patch(
+                f"/v1/admin/accounts/{me['id']}",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"rate_limits": {"predict": "0"}},
+            ),
+            "rate-limit override",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.groups import V2_CONNECTIONS, V2_NPY_SERIES
 from bench.layout import CONNECTIONS
 from bench.load import STALL_MS
 from bench.report import Report
@@ -139,6 +140,14 @@ def evaluate(report: Report) -> None:
         "embedded json (limit off)",
         0.95,
     )
+    for conns in V2_CONNECTIONS:
+        rps(
+            f"T9 v2 binary @{conns} req/s >= 0.9x embedded npy",
+            "v2 binary",
+            V2_NPY_SERIES,
+            0.9,
+            conns,
+        )
     seq = report.seq("distributed json")
     if seq is None:
         report.targets.append(

@@ -30,6 +30,8 @@ CNN_SPEC: dict[str, Any] = {
 }
 JSON = "application/json"
 NPY = "application/x-npy"
+BINARY = "application/octet-stream"
+V2_HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Body:
     path: Path
     content_type: str
     data: bytes
+    # Other headers the body needs (the V2 binary body: where its JSON ends).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Workload:
     weights: bytes
     json_body: Body
     npy_body: Body
+    v2_body: Body
     expected: npt.NDArray[np.float32]
 
 
@@ -70,6 +75,10 @@ def make_workload(spec: dict[str, Any], shape: tuple[int, ...], tmp: Path, tag: 
     npy_path = tmp / f"{tag}.npy"
     np.save(npy_path, row)
 
+    v2_path = tmp / f"{tag}.v2"
+    v2_data, json_size = v2_binary_request(row)
+    v2_path.write_bytes(v2_data)
+
     model = load_model(json.dumps(spec), str(weights_path))
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(row)), dim=-1).numpy()
@@ -79,5 +88,17 @@ def make_workload(spec: dict[str, Any], shape: tuple[int, ...], tmp: Path, tag: 
         weights=weights,
         json_body=Body(json_path, JSON, json_data),
         npy_body=Body(npy_path, NPY, npy_path.read_bytes()),
+        v2_body=Body(v2_path, BINARY, v2_data, ((V2_HEADER_LENGTH, str(json_size)),)),
         expected=expected,
     )
+
+
+def v2_binary_request(row: npt.NDArray[np.float32]) -> tuple[bytes, int]:
+    """The body tritonclient sends for ``client.infer(model, [input])`` with the rows in binary
+    and no outputs named (so every output comes back binary), and the length of its JSON."""
+    from tritonclient.http import InferenceServerClient, InferInput
+
+    tensor = InferInput("input", list(row.shape), "FP32")
+    tensor.set_data_from_numpy(row, binary_data=True)
+    body, json_size = InferenceServerClient.generate_request_body([tensor])
+    return body, json_size

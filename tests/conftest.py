@@ -141,6 +141,27 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def live_settings(settings: Settings, committed_url: str, tmp_path: Path) -> Settings:
+    """The settings on the module's committed database: for code that writes from threads or
+    processes of its own (trainings, jobs, sync predictions kept for feedback)."""
+    return settings.model_copy(
+        update={
+            "database_url": committed_url,
+            "artifacts_url": str(tmp_path / "artifacts"),
+            "reconcile_interval_s": 3600.0,
+        }
+    )
+
+
+@pytest.fixture
+def live_client(live_settings: Settings) -> Iterator[TestClient]:
+    """A client of an app on ``live_settings``; a folder whose tests all need one makes it its
+    ``client``."""
+    with TestClient(create_app(live_settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
 def make_account(client: TestClient) -> Callable[..., Account]:
     def make(email: str | None = None, password: str = PASSWORD) -> Account:
         return register(client, email=email, password=password)

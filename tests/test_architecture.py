@@ -38,6 +38,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "registry",
             "trainings",
             "usage",
+            # The Open Inference Protocol, over the predictions domain's service.
+            "v2",
             # The web plumbing the domains' routes stand on.
             "deps",
             "middleware",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,10 +29,10 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]
         yield base
 
 
-def readme_block(marker: str) -> str:
+def readme_block(marker: str, language: str = "sh") -> str:
     text = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- {marker} -->\s*```sh\n(.*?)```", text, re.S)
-    assert match, f"no ```sh block after <!-- {marker} --> in README.md"
+    match = re.search(rf"<!-- {marker} -->\s*```{language}\n(.*?)```", text, re.S)
+    assert match, f"no ```{language} block after <!-- {marker} --> in README.md"
     return match.group(1)
 
 
@@ -122,3 +123,23 @@ def test_readme_demo_and_training_quickstart_works_as_written(
     assert json.loads(events[2].removeprefix("data: ")) == {"status": "succeeded", "version": 1}
     assert float(lines[6]) >= 0.85
     assert lines[7] == "['setosa']"
+
+
+@pytest.mark.slow
+def test_readme_sdk_section_works_as_written(live_server: str, tmp_path: Path) -> None:
+    script = readme_block("sdk", "python").replace("http://127.0.0.1:8000", live_server)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
+        | {"AIAAS_CONFIG": str(tmp_path / "no-config.toml")},
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "pushed version 1"
+    assert re.fullmatch(r"\['(setosa|versicolor|virginica)'\] \(1, 3\)", lines[1]), lines[1]
+    assert [line.split(":")[0] for line in lines[2:4]] == ["epoch 10", "epoch 20"]
+    assert lines[4] == "fine-tuned: succeeded version 2"

@@ -2,6 +2,7 @@
 --   BENCH_BODY          path of the body file (read as bytes)
 --   BENCH_CONTENT_TYPE  Content-Type header (default application/json)
 --   BENCH_AUTH          API key sent as "Authorization: Bearer ..." (optional)
+--   BENCH_HEADERS       more headers, one "Name: value" a line (optional)
 local file = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
@@ -10,6 +11,13 @@ wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/js
 local auth = os.getenv("BENCH_AUTH")
 if auth ~= nil and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth
+end
+-- Other headers, one "Name: value" a line (the V2 binary body's Inference-Header-Content-Length).
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name ~= nil then
+    wrk.headers[name] = value
+  end
 end
 
 function done(summary, latency, requests)

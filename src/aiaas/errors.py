@@ -104,8 +104,11 @@ class Forbidden(AppError):
 class MissingScope(Forbidden):
     type, title = "missing-scope", "Missing scope"
 
-    def __init__(self, scope: str) -> None:
-        super().__init__(f"This API key lacks the '{scope}' scope.", required_scope=scope)
+    def __init__(self, scope: str, *alternatives: str) -> None:
+        # A route that any of several scopes opens names them all; ``required_scope`` keeps
+        # the first, the one a key made for that route would hold.
+        names = " or ".join(f"'{name}'" for name in (scope, *alternatives))
+        super().__init__(f"This API key lacks the {names} scope.", required_scope=scope)
 
 
 class NotFound(AppError):

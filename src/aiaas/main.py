@@ -50,6 +50,8 @@ from aiaas.trainings.routes import router as trainings_router
 from aiaas.trainings.tasks import TRAINING
 from aiaas.usage.counting import RowCounter
 from aiaas.usage.routes import router as usage_router
+from aiaas.v2.lane import OpenInferenceLane
+from aiaas.v2.service import OpenInference
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +118,13 @@ def make_dispatcher(
 
 
 class Gateway(FastAPI):
-    """The FastAPI app with the request metrics and the predict lane in front of FastAPI's own
-    middleware stack.
+    """The FastAPI app with the request metrics and the prediction lanes in front of FastAPI's
+    own middleware stack.
 
-    The lane answers ``POST /v1/models/{name}/predict`` and catches its own errors, so it needs
-    none of that stack (server-error page, OpenTelemetry hooks checked on every request, body
-    limits it enforces itself); every other request goes through the lane into FastAPI as usual.
+    The lanes answer ``POST /v1/models/{name}/predict`` and every ``/v2`` route (the Open
+    Inference Protocol) and catch their own errors, so they need none of that stack
+    (server-error page, OpenTelemetry hooks checked on every request, body limits they enforce
+    themselves); every other request goes through the lanes into FastAPI as usual.
     """
 
     front: ASGIApp | None = None
@@ -280,12 +283,20 @@ def create_app(
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
     app.add_middleware(RateLimitHeaders)
-    # Metrics see every response, the 413s included; the lane records its own.
+    # Metrics see every response, the 413s included; the lanes record their own.
     request_metrics = MetricsMiddleware(app.behind_front, metrics=metrics)
-    app.front = PredictFastLane(
+    predict_limit = int(settings.max_request_mb * MB)
+    open_inference = OpenInferenceLane(
         request_metrics,
+        service=OpenInference(path=predict_path, database=db, settings=settings),
+        max_body=predict_limit,
+        record=request_metrics.record,
+    )
+    # /v1 predict is asked first: passing a /v2 request on costs it two string tests.
+    app.front = PredictFastLane(
+        open_inference,
         path=predict_path,
-        max_body=int(settings.max_request_mb * MB),
+        max_body=predict_limit,
         record=request_metrics.record,
     )
     return app

@@ -4,33 +4,17 @@ database rather than the rolled-back connection of the unit tests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from aiaas.config import Settings
-from aiaas.main import create_app
 from tests.factories import Account, register
 
 
 @pytest.fixture
-def live_settings(settings: Settings, committed_url: str, tmp_path: Path) -> Settings:
-    return settings.model_copy(
-        update={
-            "database_url": committed_url,
-            "artifacts_url": str(tmp_path / "artifacts"),
-            "reconcile_interval_s": 3600.0,
-        }
-    )
-
-
-@pytest.fixture
-def client(live_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(live_settings), raise_server_exceptions=False) as test_client:
-        yield test_client
+def client(live_client: TestClient) -> TestClient:
+    return live_client
 
 
 @pytest.fixture

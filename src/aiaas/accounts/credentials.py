@@ -31,9 +31,11 @@ class Caller:
     # The account's rate-limit overrides (an admin's), by route class.
     rate_overrides: Mapping[str, str | None] = field(default_factory=dict)
 
-    def require(self, scope: str) -> None:
-        if scope not in self.scopes:
-            raise MissingScope(scope)
+    def require(self, scope: str, *alternatives: str) -> None:
+        """Refuse a caller holding none of ``scope`` and ``alternatives``."""
+        if scope in self.scopes or not self.scopes.isdisjoint(alternatives):
+            return
+        raise MissingScope(scope, *alternatives)
 
 
 @dataclass(frozen=True, slots=True)

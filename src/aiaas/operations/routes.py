@@ -9,7 +9,7 @@ from starlette.responses import Response
 from aiaas.deps import DatabaseDep, MetricsDep, SettingsDep
 from aiaas.errors import ServiceUnavailable, Unauthenticated
 from aiaas.metrics import scrape_allowed
-from aiaas.operations.service import readiness_checks, run_checks
+from aiaas.operations.service import not_ready, readiness_checks, run_checks
 
 router = APIRouter(tags=["operations"])
 
@@ -25,12 +25,9 @@ async def readyz(settings: SettingsDep, database: DatabaseDep) -> dict[str, Any]
     """Every dependency answers: the database, and the broker when one is configured."""
     checks = readiness_checks(settings, database)
     results = await run_in_threadpool(run_checks, checks, timeout_s=settings.readiness_timeout_s)
-    down = {name: why for name, why in results.items() if why != "ok"}
-    if down:
-        raise ServiceUnavailable(
-            "Not ready: " + ", ".join(f"{name} is down ({why})" for name, why in down.items()),
-            checks=results,
-        )
+    problem = not_ready(results)
+    if problem is not None:
+        raise ServiceUnavailable(problem, checks=results)
     return {"status": "ok", "checks": results}
 
 

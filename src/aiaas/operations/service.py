@@ -52,6 +52,14 @@ def run_checks(checks: dict[str, Check], *, timeout_s: float) -> dict[str, str]:
     return results
 
 
+def not_ready(results: dict[str, str]) -> str | None:
+    """Why the process is not ready, from ``run_checks``' results; None when it is."""
+    down = {name: why for name, why in results.items() if why != "ok"}
+    if not down:
+        return None
+    return "Not ready: " + ", ".join(f"{name} is down ({why})" for name, why in down.items())
+
+
 def _describe(exc: Exception) -> str:
     first_line = next(iter(str(exc).splitlines()), "")[:200]
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__

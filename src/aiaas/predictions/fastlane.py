@@ -1,18 +1,23 @@
-"""``POST /v1/models/{name}/predict`` served straight from ASGI.
+"""Prediction routes served straight from ASGI: the :class:`Lane` they share, and
+``POST /v1/models/{name}/predict`` on it (:class:`PredictFastLane`).
 
 The route in ``routes.py`` documents the interface and serves it when this lane is not
 installed; under load, FastAPI's routing, dependency and middleware layers cost more than the
 whole prediction (see docs/performance.md), so the gateway answers this one path here with the
-same ``PredictPath`` and the same problem documents.
+same ``PredictPath`` and the same problem documents. The Open Inference Protocol's lane
+(``aiaas.v2.lane``) stands on the same :class:`Lane`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Generic, TypeVar
 from urllib.parse import parse_qs
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.errors import AppError, PayloadTooLarge, problem_response, unavailable
@@ -29,53 +34,106 @@ PREDICT_ROUTE = PREFIX + "{name}" + SUFFIX
 # (method, route template, status, seconds): the request metrics of an answered request.
 Record = Callable[[str, str, int, float], None]
 
+R = TypeVar("R")
 
-class PredictFastLane:
-    """Answers the predict route in front of everything else, the request metrics included
-    (it records its own through ``record``: one middleware less to pass on every request)."""
 
-    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int, record: Record) -> None:
+class Lane(ABC, Generic[R]):
+    """Answers the requests ``route`` claims in front of everything else, the request metrics
+    included (it records its own through ``record``: one middleware less to pass on every
+    request), and hands every other request to ``app``.
+
+    A lane enforces its own body limit and renders its own errors (``error_response``), so
+    none of FastAPI's middleware stack is needed on its paths."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, record: Record) -> None:
         self.app = app
-        self.path = path
         self.max_body = max_body
         self.record = record
 
+    @abstractmethod
+    def route(self, scope: Scope) -> R | None:
+        """What this lane makes of an HTTP request, or None for one it leaves to ``app``."""
+
+    @abstractmethod
+    def template(self, route: R) -> str:
+        """The route template the request metrics count ``route`` under."""
+
+    @abstractmethod
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: R) -> int:
+        """Answer the request; return the status sent. Errors are raised as ``AppError``."""
+
+    def error_response(self, error: AppError, url: str) -> Response:
+        return problem_response(error, url)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        url: str = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not url.startswith(PREFIX)
-            or not url.endswith(SUFFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
-        name = url[len(PREFIX) : -len(SUFFIX)]
-        if not name or "/" in name:
+        route = self.route(scope) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         # As the metrics middleware counts a request that got no answer (the client left).
         status = 500
         try:
-            await self._serve(scope, name, receive, send)
-            status = 200
-        except _ClientGone:
+            status = await self.serve(scope, receive, send, route)
+        except ClientGone:
             pass
         except AppError as error:
-            status = error.status
-            await problem_response(error, url)(scope, receive, send)
+            response = self.error_response(error, scope["path"])
+            status = response.status_code
+            await response(scope, receive, send)
         except Exception as exc:
             problem = unavailable(exc)
             if problem is None:
-                log.exception("unhandled error on POST %s", url)
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 problem = AppError("The server failed to handle this request.")
-            status = problem.status
-            await problem_response(problem, url)(scope, receive, send)
+            response = self.error_response(problem, scope["path"])
+            status = response.status_code
+            await response(scope, receive, send)
         finally:
-            self.record("POST", PREDICT_ROUTE, status, time.perf_counter() - start)
+            self.record(scope["method"], self.template(route), status, time.perf_counter() - start)
 
-    async def _serve(self, scope: Scope, name: str, receive: Receive, send: Send) -> None:
+    async def read_body(self, receive: Receive, declared: bytes | None) -> bytes:
+        """The whole body, refused with 413 past ``max_body``: at once when its declared
+        length says so, else as soon as the chunks read add up to more."""
+        limit = self.max_body
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: Message = await receive()
+            if message["type"] != "http.request":
+                # The client went away; nothing is left to answer.
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class PredictFastLane(Lane[str]):
+    """``POST /v1/models/{name}/predict``; the route is the model's name."""
+
+    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int, record: Record) -> None:
+        super().__init__(app, max_body=max_body, record=record)
+        self.path = path
+
+    def route(self, scope: Scope) -> str | None:
+        url: str = scope.get("path", "")
+        if scope["method"] != "POST" or not url.startswith(PREFIX) or not url.endswith(SUFFIX):
+            return None
+        name = url[len(PREFIX) : -len(SUFFIX)]
+        if not name or "/" in name:
+            return None
+        return name
+
+    def template(self, route: str) -> str:
+        return PREDICT_ROUTE
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: str) -> int:
         authorization = content_type = accept = None
         declared = None
         for key, value in scope["headers"]:
@@ -87,15 +145,13 @@ class PredictFastLane:
                 accept = value.decode("latin-1")
             elif key == b"content-length":
                 declared = value
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            raise _too_large(self.max_body)
-        body = await _read_body(receive, self.max_body)
+        body = await self.read_body(receive, declared)
         ref = None
         if scope["query_string"]:
             values = parse_qs(scope["query_string"].decode("latin-1")).get("version")
             ref = values[-1] if values else None
         result = await self.path.predict(
-            name=name,
+            name=route,
             ref=ref,
             authorization=authorization,
             content_type=content_type,
@@ -108,27 +164,11 @@ class PredictFastLane:
         headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+        return 200
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] != "http.request":
-            # The client went away; nothing is left to answer.
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class _ClientGone(Exception):
-    pass
+class ClientGone(Exception):
+    """The client left before its body was read."""
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -1,18 +1,26 @@
-"""The synchronous predict path: ``POST /v1/models/{name}/predict``.
+"""The synchronous predict path: ``POST /v1/models/{name}/predict``, and the prediction
+service that ``/v2/models/{name}/infer`` (``aiaas.v2``) runs through as well.
 
 This is the platform's hot path, so it avoids per-request database work (credentials and model
 resolution are cached, see ``accounts/credentials.py`` and ``predictions/directory.py``), parses
 bodies with orjson/numpy rather than pydantic, and hands torch work to the dispatcher's batcher.
+
+A request goes through four steps, each a method of :class:`PredictPath` that both protocols
+share: ``caller`` (credential, scope, rate limit), ``directory.resolve`` (name and version
+reference to what runs, tenancy included), the protocol's own decoding of the body to a float32
+batch, and ``run`` (the batch through the dispatcher, with the metrics, usage metering, timeout
+and keeping the inputs for feedback). ``serve`` strings them together around a decoder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +42,7 @@ from aiaas.errors import (
 from aiaas.metering.meter import UsageMeter
 from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
-from aiaas.ml.tensors import decode_json_body, decode_npy, encode_npy
+from aiaas.ml.tensors import FloatBatch, decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.ratelimits.limiter import Bucket
@@ -105,10 +113,16 @@ _V4_BITS = 0x4000 << 64 | 0x8000 << 48
 # (prediction id, caller, version, inputs, outputs): keep a sync prediction for feedback.
 Recorder = Callable[[str, uuid.UUID, ResolvedVersion, np.ndarray, np.ndarray], None]
 
+# The body of one request, decoded for the version it resolved to; raises an AppError.
+Decoder = Callable[[ResolvedVersion], FloatBatch]
+
+_PREDICT_SCOPE: tuple[str, ...] = (Scope.PREDICT,)
+
 
 @dataclass
 class PredictPath:
-    """Everything the predict route needs, built once in ``create_app``."""
+    """The synchronous prediction service of ``/v1`` predict and ``/v2`` infer alike, built
+    once in ``create_app``."""
 
     settings: Settings
     credentials: CredentialCache
@@ -120,41 +134,52 @@ class PredictPath:
     limits: RateLimits | None = None
     meter: UsageMeter | None = None
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
-    _buckets: dict[int, tuple[object, list[Bucket]]] = field(default_factory=dict)
+    _buckets: dict[tuple[int, RouteClass], tuple[object, list[Bucket]]] = field(
+        default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self._in_flight = self.metrics.jobs_in_flight
         self._total_latency = self.metrics.prediction_latency.labels("total")
 
-    async def caller(self, authorization: str | None) -> tuple[uuid.UUID, Decision | None]:
-        """Who calls (with the predict scope), after taking one request from their buckets."""
+    async def caller(
+        self,
+        authorization: str | None,
+        *,
+        scopes: tuple[str, ...] = _PREDICT_SCOPE,
+        route_class: RouteClass = RouteClass.PREDICT,
+    ) -> tuple[uuid.UUID, Decision | None]:
+        """Who calls (holding one of ``scopes``), after taking one request from their
+        buckets of ``route_class``."""
         caller = await self.credentials.caller(_bearer(authorization))
-        caller.require(Scope.PREDICT)
+        caller.require(*scopes)
         limits = self.limits
         if limits is None:
             return caller.user_id, None
         # The bucket names and rates of a credential change only with its account's
         # overrides: built once per cached credential (a refreshed credential is a new
-        # Caller object), not per request. The entry holds the Caller, so its id is not
-        # reused while the entry lives.
-        known = self._buckets.get(id(caller))
+        # Caller object) and route class, not per request. The entry holds the Caller, so
+        # its id is not reused while the entry lives.
+        key = (id(caller), route_class)
+        known = self._buckets.get(key)
         if known is None or known[0] is not caller:
             if len(self._buckets) >= 100_000:
                 self._buckets.clear()
             buckets = limits.buckets(
-                RouteClass.PREDICT,
+                route_class,
                 account_id=caller.user_id,
                 credential_id=credential_id(caller.api_key_id, caller.user_id),
                 overrides=caller.rate_overrides,
             )
-            known = self._buckets[id(caller)] = (caller, buckets)
+            known = self._buckets[key] = (caller, buckets)
         if limits.local:
             return caller.user_id, limits.check(known[1])
         return caller.user_id, await limits.acheck(known[1])
 
     def decode(
         self, body: bytes, content_type: str | None, resolved: ResolvedVersion
-    ) -> np.ndarray:
+    ) -> FloatBatch:
+        """A /v1 body (JSON or ``.npy``) as the batch for ``resolved``."""
         media = (content_type or JSON).split(";", 1)[0].strip().lower()
         shape = resolved.spec.input_shape
         limit = self.settings.max_batch_rows
@@ -173,7 +198,7 @@ class PredictPath:
             raise from_core(exc) from None
         raise UnsupportedMediaType(f"Send {JSON} or {NPY}, not {media}.", accepted=[JSON, NPY])
 
-    async def predict(
+    def predict(
         self,
         *,
         name: str,
@@ -181,17 +206,42 @@ class PredictPath:
         authorization: str | None,
         content_type: str | None,
         body: bytes,
+    ) -> Awaitable[PredictResult]:
+        """``POST /v1/models/{name}/predict``: a JSON or ``.npy`` body."""
+        decode = functools.partial(self.decode, body, content_type)
+        return self.serve(name=name, ref=ref, authorization=authorization, decode=decode)
+
+    async def serve(
+        self, *, name: str, ref: str | None, authorization: str | None, decode: Decoder
     ) -> PredictResult:
+        """One synchronous prediction of the version ``ref`` of ``name``, whatever the body's
+        protocol: ``decode`` turns the body into the batch for the version it resolved to."""
         start = time.perf_counter()
         user_id, rate_limit = await self.caller(authorization)
         resolved = await self.directory.resolve(name, ref, user_id)
-        meter = self.meter
         try:
-            batch = self.decode(body, content_type, resolved)
+            batch = decode(resolved)
         except AppError:
-            if meter is not None:
-                meter.record(user_id, resolved.model_id, rows=0, compute_s=0.0, error=True)
+            self.refused(user_id, resolved)
             raise
+        ident, outputs = await self.run(user_id, resolved, batch)
+        self._total_latency.observe(time.perf_counter() - start)
+        return PredictResult(ident, resolved, outputs, rate_limit)
+
+    def refused(self, user_id: uuid.UUID, resolved: ResolvedVersion) -> None:
+        """Count a request whose input was refused: an error with no rows in the usage."""
+        if self.meter is not None:
+            self.meter.record(user_id, resolved.model_id, rows=0, compute_s=0.0, error=True)
+
+    async def run(
+        self, user_id: uuid.UUID, resolved: ResolvedVersion, batch: FloatBatch
+    ) -> tuple[str, np.ndarray]:
+        """The batch through the dispatcher's batcher: the prediction's id and its outputs.
+
+        Counts the outcome in the metrics and the caller's usage, turns a timeout into 504 and
+        a failing model into 500, and keeps inputs and outputs for feedback when the model
+        captures them."""
+        meter = self.meter
         counters = self._counters(resolved)
         self._in_flight.inc()
         forward = time.perf_counter()
@@ -228,8 +278,7 @@ class PredictPath:
             except Exception:
                 # The prediction itself succeeded: answer it; only feedback on it is lost.
                 log.exception("could not keep prediction %s for feedback", ident)
-        self._total_latency.observe(time.perf_counter() - start)
-        return PredictResult(ident, resolved, outputs, rate_limit)
+        return ident, outputs
 
     def _counters(self, resolved: ResolvedVersion) -> _Counters:
         # Looking labelled children up in prometheus_client takes a lock and a dict build per

@@ -6,6 +6,7 @@ file whose tensors match, name for name and shape for shape, the model the confi
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import torch
@@ -204,6 +205,16 @@ def list_versions(
         select(ModelVersion).where(ModelVersion.model_id == model.id),
         params,
     )
+
+
+def version_numbers(session: Session, *, model_id: uuid.UUID) -> list[int]:
+    """Every version number of the model, lowest first."""
+    numbers = session.scalars(
+        select(ModelVersion.number)
+        .where(ModelVersion.model_id == model_id)
+        .order_by(ModelVersion.number)
+    )
+    return list(numbers)
 
 
 def update_version(session: Session, *, version: ModelVersion, changes: VersionUpdate) -> None:

@@ -6,8 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from aiaas.serving.spec import ServingSpec
+
+
+def predicted_classes(outputs: np.ndarray) -> npt.NDArray[np.intp]:
+    """The index of the most probable class in each row of a classifier's outputs."""
+    indices: npt.NDArray[np.intp] = outputs.argmax(axis=-1)
+    return indices
 
 
 def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
@@ -17,8 +24,8 @@ def postprocess(spec: ServingSpec, outputs: np.ndarray) -> list[Any]:
     if spec.task == "regression":
         values: list[Any] = outputs.tolist()
         return values
-    indices: list[int] = outputs.argmax(axis=-1).tolist()
+    classes: list[int] = predicted_classes(outputs).tolist()
     if spec.labels is None:
-        return list(indices)
+        return list(classes)
     labels = spec.labels
-    return [labels[i] for i in indices]
+    return [labels[i] for i in classes]

@@ -21,16 +21,24 @@ model taking sequences of 1-feature steps reads as ``[n, *, 1]``.
 
 from __future__ import annotations
 
-from aiaas.ml.tensors.batches import FloatBatch, InputShape, validate_batch
-from aiaas.ml.tensors.json_inputs import decode_json_body, decode_json_inputs
+from aiaas.ml.tensors.batches import FloatBatch, InputShape, check_dtype, validate_batch
+from aiaas.ml.tensors.json_inputs import (
+    decode_json_body,
+    decode_json_inputs,
+    describe_json,
+    holds_bool,
+)
 from aiaas.ml.tensors.npy import decode_npy, encode_npy
 
 __all__ = [
     "FloatBatch",
     "InputShape",
+    "check_dtype",
     "decode_json_body",
     "decode_json_inputs",
     "decode_npy",
+    "describe_json",
     "encode_npy",
+    "holds_bool",
     "validate_batch",
 ]

@@ -57,7 +57,7 @@ def decode_json_body(
             "the request body must be a JSON object",
             loc=["body"],
             expected="a JSON object",
-            got=_describe(parsed),
+            got=describe_json(parsed),
             type="object_type",
         )
     if field not in parsed:
@@ -85,7 +85,7 @@ def decode_json_inputs(
 ) -> FloatBatch:
     """Decode already-parsed JSON inputs (nested lists of numbers) like ``decode_json_body``."""
     check_model_shape(shape, max_rows)
-    # There are no raw bytes to rule booleans out, so _holds_bool always runs here. On the
+    # There are no raw bytes to rule booleans out, so holds_bool always runs here. On the
     # development VM, for 784 numbers: ~4 µs when none is exactly 0 or 1, else ~25 µs
     # (np.array of the list itself: ~21 µs; a Python loop over np.asarray(value,
     # dtype=object) checking `type(x) is bool` took ~50 µs).
@@ -193,7 +193,7 @@ def _decode_parsed(
         check_rows(dims[0], max_rows, loc)
     else:
         if not dims:
-            got = _describe(value)
+            got = describe_json(value)
         elif len(dims) > rank + 2:
             got = f"shape {format_dims(dims[: rank + 2])[:-1]}, ...]"
         else:
@@ -226,7 +226,7 @@ def _decode_parsed(
         # The walk found every element a number: only Python ints beyond 64 bits make numpy
         # fall back to objects, and the walk has refused those that float32 cannot hold.
         array = np.array(value, dtype=np.float64)
-    elif may_hold_bools and _holds_bool(value, array):
+    elif may_hold_bools and holds_bool(value, array):
         _find_problem(value, shape, single, loc)
     check_dims(array.shape, shape, max_rows, loc, single=single, from_json=True)
     batch = to_float32(array, loc)
@@ -245,7 +245,7 @@ def _first_path_dims(value: Any, limit: int) -> list[int]:
     return dims
 
 
-def _holds_bool(value: list[Any], array: npt.NDArray[Any]) -> bool:
+def holds_bool(value: list[Any], array: npt.NDArray[Any]) -> bool:
     """Whether the regular nested lists ``value``, read as ``array``, hold a boolean."""
     # numpy silently reads True as 1 and False as 0 among other numbers, so an array with
     # neither value cannot hold a boolean: a vectorised test that spares continuous data
@@ -276,11 +276,11 @@ def _find_problem(value: Any, shape: InputShape, single: bool, loc: tuple[str | 
             want = axes[depth]
             what = "a list" if want is None else f"a list of {want} items"
             raise InputInvalid(
-                f"{where(path)} must be {what}, got {_describe(node)}; "
+                f"{where(path)} must be {what}, got {describe_json(node)}; "
                 f"{where(loc)} must have shape {expected_shape}",
                 loc=path,
                 expected=what,
-                got=_describe(node),
+                got=describe_json(node),
                 type="shape_mismatch",
             )
         _check_length(node, depth, path)
@@ -344,15 +344,16 @@ def _check_leaf(leaf: Any, path: tuple[str | int, ...]) -> None:
             type="finite_number",
         )
     raise InputInvalid(
-        f"{where(path)} must be a number, got {_describe(leaf)}",
+        f"{where(path)} must be a number, got {describe_json(leaf)}",
         loc=path,
         expected="a number",
-        got=_describe(leaf),
+        got=describe_json(leaf),
         type="number_type",
     )
 
 
-def _describe(value: Any) -> str:
+def describe_json(value: Any) -> str:
+    """A parsed JSON value's kind, as a client would name it: "a string", "null"..."""
     kind = type(value)
     if kind is bool:
         return "a boolean"
