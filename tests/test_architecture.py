@@ -241,3 +241,18 @@ def test_relative_and_from_imports_are_resolved(tmp_path: Path) -> None:
     assert top_level("aiaas.serving.batching") == "serving"
     assert top_level("aiaas") is None
     assert top_level("numpy") is None
+
+
+def test_the_client_commands_import_only_the_sdk() -> None:
+    """The command line's client commands (every ``cli`` module but ``main``, whose server
+    commands import the server inside themselves) reach a platform through ``aiaas.client``
+    alone, so ``aiaas login`` or ``aiaas predict`` on a laptop loads no torch or server code."""
+    offending = []
+    for path in (SRC / "cli").rglob("*.py"):
+        if path.name in ("main.py", "__init__.py"):
+            continue
+        for name in imports_of(path):
+            root = name.split(".")[0]
+            if top_level(name) not in (None, "cli", "client") or root in {*FRAMEWORKS, "torch"}:
+                offending.append(f"{path.relative_to(SRC)}: {name}")
+    assert offending == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -37,9 +39,14 @@ def readme_block(marker: str, language: str = "sh") -> str:
 
 
 def run_blocks(
-    live_server: str, tmp_path: Path, *markers: str, timeout: float = 120
+    live_server: str,
+    tmp_path: Path,
+    *markers: str,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run README blocks in one shell, from a copy of the checkout's layout, as a user would."""
+    """Run README blocks in one shell, from a copy of the checkout's layout, as a user would,
+    with no ``AIAAS_`` variable of the caller's but those in ``env``."""
     script = "\n".join(readme_block(m) for m in markers).replace(
         "http://127.0.0.1:8000", live_server
     )
@@ -50,6 +57,7 @@ def run_blocks(
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=workdir,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")} | dict(env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -143,3 +151,33 @@ def test_readme_sdk_section_works_as_written(live_server: str, tmp_path: Path) -
     assert re.fullmatch(r"\['(setosa|versicolor|virginica)'\] \(1, 3\)", lines[1]), lines[1]
     assert [line.split(":")[0] for line in lines[2:4]] == ["epoch 10", "epoch 20"]
     assert lines[4] == "fine-tuned: succeeded version 2"
+
+
+@pytest.mark.slow
+def test_readme_command_line_section_works_as_written(live_server: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    result = run_blocks(live_server, tmp_path, "cli", env={"AIAAS_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("registered alan@example.com (")
+    assert lines[1].startswith(f"logged in to {live_server} as alan@example.com; API key ")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert tomllib.loads(config.read_text())["base_url"] == live_server
+    assert lines[2:6] == [
+        "created classification model alan-iris",
+        "wrote iris-mlp.safetensors",
+        "pushed alan-iris version 1: mlp, 131 parameters, 820 B",
+        "alan-iris:production → 1",
+    ]
+    assert lines[6] == "alan-iris version 1"
+    predicted = [line for line in lines if re.match(r"│ [01] +│ ", line)]
+    assert len(predicted) == 2
+    assert all(
+        line.split("│")[2].strip() in ("setosa", "versicolor", "virginica") for line in predicted
+    )
+    epochs = [line.split()[1] for line in lines if line.startswith("epoch ") and "loss" in line]
+    assert epochs == [f"{i}/20" for i in range(1, 21)]
+    assert any(line.strip() == "● train loss   ○ val loss" for line in lines)
+    accuracy = next(line for line in lines if line.startswith("accuracy "))
+    assert float(accuracy.split()[1]) >= 0.8
+    assert lines[-1] == "alan-trained version 1 is ready"

@@ -1,4 +1,5 @@
-"""The ``aiaas`` command: run the platform and manage it from a shell."""
+"""The ``aiaas`` command: run the platform and manage it from a shell; the client commands
+(login, models, predict, train...) are registered from their own modules, over the SDK."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Annotated, Literal
 import typer
 
 from aiaas import __version__
+from aiaas.cli import auth, datasets, predict, registry, train, usage
 
 app = typer.Typer(
-    help="aiaas: AI models as a service. Run the gateway, migrate the database, manage users.",
+    help="aiaas: AI models as a service. Run the gateway, migrate the database, manage users; "
+    "or use a platform from a shell: log in, push models, predict, train.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,6 +26,9 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+# The client commands: each module's commands and groups, over the SDK alone.
+for commands in (auth.app, registry.app, predict.app, datasets.app, train.app, usage.app):
+    app.add_typer(commands)
 
 
 def _version(value: bool) -> None:
