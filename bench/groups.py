@@ -108,6 +108,9 @@ class Bench:
                     runs[target.series].append(wrk(target, count, duration, self.max_wait))
             for target, _ in targets:
                 self.record(median_run(runs[target.series]))
+                self.report.turns[f"{target.series}@{connections}"] = [
+                    run.rps for run in runs[target.series]
+                ]
 
     def record(self, result: LoadResult) -> None:
         self.report.load.append(result)

@@ -60,12 +60,29 @@ class Report:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    # Series measured in turns: "series@connections" → req/s of each turn's run, in turn order.
+    turns: dict[str, list[float]] = field(default_factory=dict)
 
     def get(self, series: str, connections: int) -> LoadResult | None:
         for r in self.load:
             if r.series == series and r.connections == connections:
                 return r
         return None
+
+    def paired_ratio(self, series: str, reference: str, connections: int) -> float | None:
+        """The median of ``series``/``reference`` req/s over the turns both ran in, or None
+        where they were not measured in turns together."""
+        mine = self.turns.get(f"{series}@{connections}")
+        theirs = self.turns.get(f"{reference}@{connections}")
+        if not mine or not theirs or len(mine) != len(theirs):
+            return None
+        ratios = sorted(a / b for a, b in zip(mine, theirs, strict=True) if b)
+        if not ratios:
+            return None
+        middle = len(ratios) // 2
+        if len(ratios) % 2:
+            return ratios[middle]
+        return (ratios[middle - 1] + ratios[middle]) / 2
 
     def seq(self, series: str) -> SequentialResult | None:
         return next((s for s in self.sequential if s.series == series), None)

@@ -28,15 +28,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class FlakyProxy:
     """Forwards to the live server, after answering the next ``failures`` requests itself
     with ``status`` (and ``Retry-After: retry_after``); the next ``lose_answers`` requests are
-    forwarded, but their answers replaced by that failure. ``seen`` counts every request."""
+    forwarded, but their answers replaced by that failure; the next ``cut_streams`` answers
+    keep only their first server-sent event, then the connection closes, as a proxy's idle
+    timeout would. ``seen`` counts every request; ``last_event_ids`` has the ``Last-Event-ID``
+    each request carried (None without one)."""
 
     upstream: str
     base: str = ""
     failures: int = 0
     lose_answers: int = 0
+    cut_streams: int = 0
     status: int = 503
     retry_after: str | None = "0"
     seen: list[str] = field(default_factory=list)
+    last_event_ids: list[str | None] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -52,7 +57,11 @@ def flaky(server: str) -> Iterator[FlakyProxy]:
             body = self.rfile.read(length) if length else b""
             with lock:
                 proxy.seen.append(f"{self.command} {self.path}")
+                proxy.last_event_ids.append(self.headers.get("last-event-id"))
                 fail = proxy.failures > 0
+                cut = proxy.cut_streams > 0
+                if cut:
+                    proxy.cut_streams -= 1
                 lose = not fail and proxy.lose_answers > 0
                 if fail:
                     proxy.failures -= 1
@@ -74,6 +83,15 @@ def flaky(server: str) -> Iterator[FlakyProxy]:
                 self.wfile.write(payload)
                 return
             answer = self._forward(body)
+            if cut:
+                first = answer.content.split(b"\n\n")[0] + b"\n\n"
+                self.send_response(answer.status_code)
+                self.send_header("content-type", answer.headers["content-type"])
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.wfile.write(first)
+                self.close_connection = True
+                return
             self.send_response(answer.status_code)
             for name, value in answer.headers.items():
                 if name.lower() not in ("content-length", "transfer-encoding", "connection"):

@@ -241,6 +241,23 @@ def test_a_retried_job_is_made_once(
     assert [p.id for p in direct.predictions.list()] == [job.id]
 
 
+def test_training_events_resume_after_a_dropped_stream(
+    sdk: Sdk, server: str, flaky: FlakyProxy, no_config: Path
+) -> None:
+    """The stream is cut after its first event: the iterator opens it again with
+    ``Last-Event-ID`` and goes on from the next event, none lost and none twice."""
+    _, key = new_account(server)
+    direct = sdk(server, key)
+    training = direct.trainings.create(unique("cut"), "builtin:iris", architecture="mlp", epochs=3)
+    training.wait(timeout=120)
+
+    flaky.cut_streams = 1
+    events = list(sdk(flaky.base, key, retry=QUICK).trainings.events(training.id))
+    assert [e.event for e in events] == ["epoch"] * 3 + ["end"]
+    assert [e.id for e in events] == sorted({e.id for e in events})
+    assert flaky.last_event_ids == [None, str(events[0].id)]
+
+
 def test_the_client_gives_up_after_its_retries(
     sdk: Sdk, server: str, flaky: FlakyProxy, no_config: Path
 ) -> None:
