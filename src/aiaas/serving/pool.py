@@ -8,7 +8,8 @@ from functools import partial
 
 import numpy as np
 
-from aiaas.serving.batching import Batcher, BatchParts, ModelBatchParts
+from aiaas.serving.batching import Batcher
+from aiaas.serving.parts import BatchParts, ModelBatchParts
 from aiaas.serving.spec import ServingSpec
 
 # Any model's batch run: the version's spec, then the batch. (A ``run_inline`` of the pool may
