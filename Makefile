@@ -9,9 +9,9 @@ PORT ?= 8000
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-sqlite test-pg lint format bench clean
+.PHONY: install serve test test-sqlite test-pg lint format bench clean assets browser
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed assets
 
 # torch is pinned first: the CPU wheel of that exact version lies on the machine, while the
 # project's range would let pip pull a multi-GB CUDA build.
@@ -21,6 +21,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+# The dashboard's front-end libraries, from the npm registry as package-lock.json pins them,
+# copied with their licences into the package's static folder (served by the gateway: no page
+# loads anything from another host).
+VENDOR := src/aiaas/web/static/vendor
+assets: $(VENDOR)/.built
+
+$(VENDOR)/.built: package.json package-lock.json
+	@command -v npm >/dev/null || { apt-get update && apt-get install -y npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)/chart.js
+	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/LICENSE.md $(VENDOR)/chart.js/
+	touch $@
+
+# Debian's chromium, for the dashboard's browser tests (tests/web); Playwright drives it.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
 
 serve: install
 	$(VENV)/bin/aiaas serve --host $(HOST) --port $(PORT)

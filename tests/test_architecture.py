@@ -32,6 +32,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "accounts",
             "admin",
             "datasets",
+            # Feature attributions, over the predictions domain's PredictPath.
+            "explanations",
             "operations",
             "predictions",
             "quotas",
@@ -40,6 +42,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "usage",
             # The Open Inference Protocol, over the predictions domain's service.
             "v2",
+            # The web dashboard: pages over the other domains' services.
+            "web",
             # The web plumbing the domains' routes stand on.
             "deps",
             "middleware",

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     """Lifetime of the bearer token that ``POST /v1/auth/login`` returns."""
 
+    web_session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600)
+    """Lifetime of a dashboard sign-in (its cookie and server-side session)."""
+
     max_json_mb: float = Field(default=1.0, gt=0)
     """Body limit of JSON routes other than predictions."""
 

@@ -27,6 +27,8 @@ from aiaas.db import Database
 from aiaas.dispatch.base import Dispatcher
 from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import install_error_handlers
+from aiaas.explanations.routes import router as explanations_router
+from aiaas.explanations.service import Explainer
 from aiaas.metering.meter import AccountUsageCollector, UsageMeter
 from aiaas.metrics import Metrics, MetricsServer
 from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeaders
@@ -52,6 +54,8 @@ from aiaas.usage.counting import RowCounter
 from aiaas.usage.routes import router as usage_router
 from aiaas.v2.lane import OpenInferenceLane
 from aiaas.v2.service import OpenInference
+from aiaas.web.routes import make_router as make_web_router
+from aiaas.web.routes import static_files as web_static_files
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +268,15 @@ def create_app(
         meter=usage_meter,
     )
     app.state.predict_path = predict_path
+    app.state.explainer = Explainer(predict_path)
 
     install_error_handlers(app)
     app.include_router(operations_router)
     if settings.metrics_port is None:
         app.include_router(metrics_router)
     app.include_router(accounts_router)  # limits per route: sign-in has no credential yet
+    # Limited as predict is, by the predict path it asks who calls.
+    app.include_router(explanations_router)
     for router, route_class in (
         (registry_router, RouteClass.REGISTRY),
         (predictions_router, RouteClass.JOBS),  # sync predict is limited in the fast lane
@@ -280,6 +287,10 @@ def create_app(
         (usage_router, RouteClass.REGISTRY),
     ):
         app.include_router(router, dependencies=[Depends(rate_limited(route_class))])
+
+    # The dashboard: its pages authenticate by session cookie, never the API's routes.
+    app.include_router(make_web_router())
+    app.mount("/static", web_static_files(), name="static")
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
     app.add_middleware(RateLimitHeaders)

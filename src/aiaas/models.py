@@ -6,6 +6,7 @@ from aiaas.db import Base
 from aiaas.predictions.models import Prediction
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.trainings.models import Training, TrainingEvent
+from aiaas.web.models import WebSession
 
 metadata = Base.metadata
 
@@ -19,5 +20,6 @@ __all__ = [
     "Training",
     "TrainingEvent",
     "User",
+    "WebSession",
     "metadata",
 ]

@@ -23,7 +23,7 @@ from aiaas.accounts.schemas import (
     WebhookSecret,
 )
 from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, address_limited
-from aiaas.errors import PROBLEM_CONTENT_TYPE, Conflict, Unauthenticated
+from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
 from aiaas.ratelimits import RouteClass
 
@@ -43,14 +43,9 @@ _LIMITED = [Depends(rate_limited(RouteClass.REGISTRY))]
 def register(
     body: RegisterRequest, session: SessionDep, throttle: ThrottleDep, address: ClientAddress
 ) -> UserRegistered:
-    # Failed sign-ups (an email already taken) count against the address: they probe for
-    # accounts. Successful ones never do.
-    throttle.check(email=None, address=address)
-    try:
-        user = service.register(session, email=body.email, password=body.password, address=address)
-    except Conflict:
-        throttle.failed(email=None, address=address)
-        raise
+    user = service.register(
+        session, email=body.email, password=body.password, address=address, throttle=throttle
+    )
     return UserRegistered.model_validate(user, from_attributes=True)
 
 
@@ -67,20 +62,15 @@ def login(
     throttle: ThrottleDep,
     address: ClientAddress,
 ) -> AccessToken:
-    throttle.check(email=body.email, address=address)
-    try:
-        token = service.login(
-            session,
-            email=body.email,
-            password=body.password,
-            secret=settings.secret,
-            ttl_s=settings.access_token_ttl_s,
-            address=address,
-        )
-    except Unauthenticated:
-        throttle.failed(email=body.email, address=address)
-        raise
-    throttle.succeeded(email=body.email)
+    token = service.login(
+        session,
+        email=body.email,
+        password=body.password,
+        secret=settings.secret,
+        ttl_s=settings.access_token_ttl_s,
+        address=address,
+        throttle=throttle,
+    )
     return AccessToken(access_token=token, expires_in=settings.access_token_ttl_s)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from aiaas.accounts import audit, security
 from aiaas.accounts.models import ROLE_ADMIN, ROLE_USER, ApiKey, User
 from aiaas.accounts.schemas import ApiKeyCreate, Scope
+from aiaas.accounts.throttle import SignInThrottle
 from aiaas.db import utcnow
 from aiaas.errors import AccountSuspended, Conflict, Forbidden, NotFound, Unauthenticated
 from aiaas.pagination import PageParams, fetch_page
@@ -37,7 +38,23 @@ class Principal:
         return self.api_key is not None
 
 
-def register(session: Session, *, email: str, password: str, address: str | None = None) -> User:
+def register(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    address: str | None = None,
+    throttle: SignInThrottle | None = None,
+) -> User:
+    """A new account. With a ``throttle``, failed sign-ups (an email already taken) count
+    against the address, as they probe for accounts; successful ones never do."""
+    if throttle is None:
+        return _register(session, email=email, password=password, address=address)
+    with throttle.attempt(email=None, address=address, failure=Conflict):
+        return _register(session, email=email, password=password, address=address)
+
+
+def _register(session: Session, *, email: str, password: str, address: str | None) -> User:
     if account_exists(session, email=email):
         raise Conflict("An account with this email already exists.")
     user = User(
@@ -65,7 +82,31 @@ def login(
     secret: str,
     ttl_s: int,
     address: str | None = None,
+    throttle: SignInThrottle | None = None,
 ) -> str:
+    user = sign_in(session, email=email, password=password, address=address, throttle=throttle)
+    return security.issue_access_token(
+        user.id, secret=secret, ttl_s=ttl_s, version=user.token_version
+    )
+
+
+def sign_in(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    address: str | None = None,
+    throttle: SignInThrottle | None = None,
+) -> User:
+    """The account these credentials open, audited either way: what a login token and a
+    dashboard session are both issued for. With a ``throttle``, wrong passwords back off."""
+    if throttle is None:
+        return _sign_in(session, email=email, password=password, address=address)
+    with throttle.attempt(email=email, address=address, failure=Unauthenticated):
+        return _sign_in(session, email=email, password=password, address=address)
+
+
+def _sign_in(session: Session, *, email: str, password: str, address: str | None) -> User:
     user = session.scalar(select(User).where(User.email == email))
     # verify_password runs argon2 even for an unknown email, so timing does not tell them apart.
     if not security.verify_password(user.password_hash if user else None, password) or not user:
@@ -83,9 +124,7 @@ def login(
     session.commit()
     if user.suspended:
         raise AccountSuspended(SUSPENDED)
-    return security.issue_access_token(
-        user.id, secret=secret, ttl_s=ttl_s, version=user.token_version
-    )
+    return user
 
 
 def authenticate(session: Session, *, credential: str | None, secret: str) -> Principal:

@@ -13,10 +13,12 @@ emails (``security.verify_password``). Counts live in this process (embedded mod
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from aiaas.errors import RateLimited
@@ -150,3 +152,19 @@ class SignInThrottle:
 
     def succeeded(self, *, email: str) -> None:
         self.store.clear(f"email:{email}")
+
+    @contextlib.contextmanager
+    def attempt(
+        self, *, email: str | None, address: str | None, failure: type[Exception]
+    ) -> Iterator[None]:
+        """Around a sign-in (``email``) or a sign-up (None): refuse while it must wait, count
+        a ``failure`` raised inside, and clear the email's count after a success."""
+        where = address or "unknown"
+        self.check(email=email, address=where)
+        try:
+            yield
+        except failure:
+            self.failed(email=email, address=where)
+            raise
+        if email is not None:
+            self.succeeded(email=email)

@@ -22,6 +22,7 @@ from aiaas.client.types import (
     ApiKey,
     Architecture,
     Dataset,
+    ExplainResult,
     Model,
     Prediction,
     PredictResult,
@@ -201,25 +202,39 @@ def delete_alias(name: str, alias: str) -> Call[None]:
 
 
 def predict(name: str, inputs: Any, version: int | str | None) -> Call[PredictResult]:
-    """Numpy arrays travel as .npy (exact dtype, no JSON round trip); anything else as JSON.
-    A prediction changes nothing on the server, so it may be sent again."""
-    params = {"version": version}
+    return _with_inputs(name, "predict", _predict_result, inputs, version=version)
+
+
+def _with_inputs(
+    name: str,
+    route: str,
+    parse: Callable[[httpx.Response], T],
+    inputs: Any,
+    *,
+    version: int | str | None,
+    **options: Any,
+) -> Call[T]:
+    """A call of a route that runs the model on ``inputs``: numpy arrays travel as .npy
+    (exact dtype, no JSON round trip; ``options`` then go as query parameters), anything else
+    as JSON with the ``options`` given beside ``inputs``. It changes nothing on the server, so
+    it may be sent again."""
     if isinstance(inputs, np.ndarray):
         return Call(
             "POST",
-            path("models", name, "predict"),
-            _predict_result,
-            params=params,
+            path("models", name, route),
+            parse,
+            params={"version": version, **options},
             content=encode_npy(inputs),
             headers={"content-type": NPY, "accept": JSON},
             retryable=True,
         )
+    given = {key: value for key, value in options.items() if value is not None}
     return Call(
         "POST",
-        path("models", name, "predict"),
-        _predict_result,
-        params=params,
-        json={"inputs": inputs},
+        path("models", name, route),
+        parse,
+        params={"version": version},
+        json={"inputs": inputs, **given},
         retryable=True,
     )
 
@@ -232,6 +247,33 @@ def _predict_result(response: httpx.Response) -> PredictResult:
         model=body["model"],
         version=body["version"],
         id=body.get("id"),
+    )
+
+
+def explain(
+    name: str,
+    inputs: Any,
+    *,
+    method: str | None,
+    target: int | str | None,
+    version: int | str | None,
+) -> Call[ExplainResult]:
+    return _with_inputs(
+        name, "explain", _explain_result, inputs, version=version, method=method, target=target
+    )
+
+
+def _explain_result(response: httpx.Response) -> ExplainResult:
+    body = response.json()
+    return ExplainResult(
+        attributions=np.asarray(body["attributions"], dtype=np.float32),
+        target=body["target"],
+        predictions=body["predictions"],
+        outputs=np.asarray(body["outputs"], dtype=np.float32),
+        method=body["method"],
+        model=body["model"],
+        version=body["version"],
+        completeness_gap=body.get("completeness_gap"),
     )
 
 

@@ -30,6 +30,7 @@ from aiaas.client.types import (
     ApiKey,
     Architecture,
     Dataset,
+    ExplainResult,
     Model,
     Prediction,
     PredictResult,
@@ -199,6 +200,19 @@ class Models(_Resource):
         self, name: str, inputs: Any, version: int | str | None = None
     ) -> PredictResult:
         return await self._client.run(_api.predict(name, inputs, version))
+
+    async def explain(
+        self,
+        name: str,
+        inputs: Any,
+        *,
+        method: str | None = None,
+        target: int | str | None = None,
+        version: int | str | None = None,
+    ) -> ExplainResult:
+        return await self._client.run(
+            _api.explain(name, inputs, method=method, target=target, version=version)
+        )
 
 
 class Versions(_Resource):

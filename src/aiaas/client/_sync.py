@@ -29,6 +29,7 @@ from aiaas.client.types import (
     ApiKey,
     Architecture,
     Dataset,
+    ExplainResult,
     Model,
     Prediction,
     PredictResult,
@@ -209,6 +210,21 @@ class Models(_Resource):
     def predict(self, name: str, inputs: Any, version: int | str | None = None) -> PredictResult:
         """Run the model now. ``inputs``: a numpy array (sent as .npy) or nested lists."""
         return self._client.run(_api.predict(name, inputs, version))
+
+    def explain(
+        self,
+        name: str,
+        inputs: Any,
+        *,
+        method: str | None = None,
+        target: int | str | None = None,
+        version: int | str | None = None,
+    ) -> ExplainResult:
+        """Feature attributions of the model's answers (``integrated_gradients`` by default,
+        ``saliency``, ``occlusion`` for CNNs), for ``target`` or the predicted class."""
+        return self._client.run(
+            _api.explain(name, inputs, method=method, target=target, version=version)
+        )
 
 
 class Versions(_Resource):

@@ -126,6 +126,22 @@ class PredictResult:
 
 
 @dataclass(frozen=True)
+class ExplainResult:
+    """Feature attributions: ``attributions`` shaped like the inputs (batch first), and per
+    row the ``target`` explained, the ``predictions`` and ``outputs`` predict gives, and for
+    integrated gradients the ``completeness_gap``."""
+
+    attributions: np.ndarray
+    target: list[Any]
+    predictions: list[Any]
+    outputs: np.ndarray
+    method: str
+    model: str
+    version: int
+    completeness_gap: list[float] | None = None
+
+
+@dataclass(frozen=True)
 class Webhook:
     url: str
     attempts: int = 0

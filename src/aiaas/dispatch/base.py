@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from aiaas.ml.explain import ExplainOptions, Explanation
 from aiaas.serving.spec import ServingSpec
 
 
@@ -24,6 +25,17 @@ class Dispatcher(Protocol):
 
     def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
         """Outputs for ``inputs`` (batch first), batched with concurrent requests for ``spec``.
+
+        Raises ``TimeoutError`` when no answer came within ``settings.predict_timeout_s``.
+        """
+        ...
+
+    def explain(
+        self, spec: ServingSpec, inputs: np.ndarray, options: ExplainOptions
+    ) -> Awaitable[Explanation]:
+        """Attributions for ``inputs`` (batch first), all of its rows in one call where the
+        predictions of ``spec`` run; never batched with other requests (each has its own
+        method and target).
 
         Raises ``TimeoutError`` when no answer came within ``settings.predict_timeout_s``.
         """

@@ -1,6 +1,7 @@
 """Distributed mode: the gateway batches requests and pushes each batch onto the ``predict``
 queue's batch list, then awaits the reply on a Redis list of its own; async jobs and trainings
-travel as Celery tasks carrying ids.
+travel as Celery tasks carrying ids, and explanations as Celery tasks carrying their rows, whose
+answers come back on the same reply list.
 
 The batch path runs on the event loop with no thread in between: one RPUSH per batch, and one
 listener task blocked in BLPOP on the gateway's reply list completes the waiting batches. When
@@ -17,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import numpy as np
 import redis
@@ -29,6 +31,7 @@ from aiaas.db import Database
 from aiaas.errors import GatewayTimeout, ServiceUnavailable
 from aiaas.jobs import PREDICT_QUEUE, QUEUES, JobKind
 from aiaas.metrics import Metrics
+from aiaas.ml.explain import ExplainOptions, Explanation
 from aiaas.serving import wire
 from aiaas.serving.batching import BatchParts
 from aiaas.serving.pool import BatcherPool
@@ -104,9 +107,6 @@ class CeleryDispatcher:
     async def _run_batch(self, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
         assert self._aredis is not None, "start() was not called"
         batch_id = uuid.uuid4().hex
-        timeout = self.settings.predict_timeout_s
-        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
-        self._pending[batch_id] = future
         now = time.time()
         message = wire.pack_batch(
             spec.to_dict(),
@@ -114,21 +114,50 @@ class CeleryDispatcher:
             reply_to=self._reply_key,
             batch_id=batch_id,
             sent=now,
-            deadline=now + timeout,
+            deadline=now + self.settings.predict_timeout_s,
         )
+        reply = await self._ask(batch_id, self._aredis.rpush(self._batch_key, message))
+        if reply.outputs is None:
+            raise RemoteError(str(reply.error))
+        return reply.outputs
+
+    async def explain(
+        self, spec: ServingSpec, inputs: np.ndarray, options: ExplainOptions
+    ) -> Explanation:
+        request_id = uuid.uuid4().hex
+        now = time.time()
+        message = wire.pack_explain(
+            spec.to_dict(),
+            inputs,
+            options.to_dict(),
+            reply_to=self._reply_key,
+            request_id=request_id,
+            sent=now,
+            deadline=now + self.settings.predict_timeout_s,
+        )
+        # A Celery task (see serving.wire), published off the loop: kombu's I/O blocks.
+        send = asyncio.to_thread(self._publish, wire.EXPLAIN_TASK, [message], queue=PREDICT_QUEUE)
+        reply = await self._ask(request_id, send)
+        if reply.outputs is None:
+            raise RemoteError(str(reply.error))
+        return wire.read_explanation(reply)
+
+    async def _ask(self, request_id: str, send: Awaitable[object]) -> wire.Reply:
+        """Await ``send``, then the reply to ``request_id`` on this gateway's reply list, all
+        within the predict timeout."""
+        timeout = self.settings.predict_timeout_s
+        future: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
         try:
             async with asyncio.timeout(timeout):
-                await self._aredis.rpush(self._batch_key, message)
-                reply = await future
-        except (redis.RedisError, OSError) as exc:
+                await send
+                return await future
+        except (OperationalError, redis.RedisError, OSError) as exc:
             raise ServiceUnavailable(f"The job broker is unreachable: {exc}") from exc
         except TimeoutError as exc:
             raise GatewayTimeout(f"No worker answered within {timeout:g}s.") from exc
         finally:
-            self._pending.pop(batch_id, None)
-        if reply.outputs is None:
-            raise RemoteError(str(reply.error))
-        return reply.outputs
+            self._pending.pop(request_id, None)
 
     async def _listen(self) -> None:
         assert self._aredis is not None
@@ -154,7 +183,7 @@ class CeleryDispatcher:
             if future is not None and not future.done():
                 future.set_result(reply)
 
-    def _publish(self, task: str, job_id: str, *, queue: str) -> None:
+    def _publish(self, task: str, args: list[Any], *, queue: str) -> None:
         """Publish one task message on a connection this thread keeps.
 
         The same message ``send_task`` builds, without its per-call set-up: a long-lived
@@ -170,7 +199,7 @@ class CeleryDispatcher:
             producer = local.producer = connection.Producer(serializer="json")
             local.connection = connection
         task_id = uuid.uuid4().hex
-        message = self.celery.amqp.as_task_v2(task_id, task, args=[job_id])
+        message = self.celery.amqp.as_task_v2(task_id, task, args=args)
         try:
             producer.publish(
                 message.body,
@@ -194,7 +223,7 @@ class CeleryDispatcher:
 
     def submit(self, task: str, job_id: str) -> None:
         try:
-            self._publish(task, job_id, queue=self._by_task[task].queue)
+            self._publish(task, [job_id], queue=self._by_task[task].queue)
         except (OperationalError, redis.RedisError, OSError) as exc:
             # The row stays queued; the reconciler publishes it once the broker is back.
             log.warning("could not publish %s %s: %s", task, job_id, exc)

@@ -2,9 +2,10 @@
 
 Sync predictions go through a dynamic batcher per model version onto one torch thread (a lone
 request to a warm model whose forwards take under ``AIAAS_INLINE_FORWARD_MAX_MS`` runs on the
-event loop instead, saving the thread hop: ``_run_inline``); async
-jobs and trainings run on their own small pools, calling the same task functions a Celery
-worker calls. Webhooks are sent by the gateway's ``WebhookSender`` in both modes.
+event loop instead, saving the thread hop: ``_run_inline``); explanations run on that thread
+too, one request per call; async jobs and trainings run on their own small pools, calling the
+same task functions a Celery worker calls. Webhooks are sent by the gateway's ``WebhookSender``
+in both modes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from aiaas import jobs
 from aiaas.context import WorkerContext
 from aiaas.jobs import PREDICT_QUEUE, TRAINING_QUEUE, JobKind, Task
+from aiaas.ml.explain import ExplainOptions, Explanation
 from aiaas.serving.batching import BatchParts, make_executor
 from aiaas.serving.pool import BatcherPool
 from aiaas.serving.runtime import ModelRuntime
@@ -118,6 +120,21 @@ class InProcessDispatcher:
 
     def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
         return self._batchers.get(spec).submit(inputs)
+
+    async def explain(
+        self, spec: ServingSpec, inputs: np.ndarray, options: ExplainOptions
+    ) -> Explanation:
+        # On the forward thread, between two batches: the runtime cache is that thread's, and
+        # torch's threads stay sized for one thread's work.
+        work = self._torch.submit(self._explain, spec, inputs, options)
+        async with asyncio.timeout(self.ctx.settings.predict_timeout_s):
+            # A timeout cancels the work if it has not started; started, it runs out.
+            return await asyncio.wrap_future(work)
+
+    def _explain(
+        self, spec: ServingSpec, inputs: np.ndarray, options: ExplainOptions
+    ) -> Explanation:
+        return self.ctx.runtime(spec).explain(inputs, options)
 
     def submit(self, task: str, job_id: str) -> None:
         if not self._closed:

@@ -10,6 +10,7 @@ two questions in ``sync.PredictPath.caller`` and ``ModelDirectory.resolve``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
@@ -36,33 +37,44 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
 
-_PREDICT_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            JSON: {
-                "schema": {
-                    "type": "object",
-                    "required": ["inputs"],
-                    "properties": {
-                        "inputs": {
-                            "description": "One example of the version's input shape, or a "
-                            "list of them.",
-                            "type": "array",
-                        }
+
+def inputs_body(fields: Mapping[str, Any] | None = None, **example: Any) -> dict[str, Any]:
+    """The OpenAPI request body of a route that takes predict's inputs, as JSON (``inputs``
+    and the route's other ``fields``' schemas) or as .npy; for ``openapi_extra``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["inputs"],
+                        "properties": {
+                            "inputs": {
+                                "description": "One example of the version's input shape, "
+                                "or a list of them.",
+                                "type": "array",
+                            },
+                            **(fields or {}),
+                        },
                     },
+                    "example": {"inputs": [[5.1, 3.5, 1.4, 0.2]], **example},
                 },
-                "example": {"inputs": [[5.1, 3.5, 1.4, 0.2]]},
+                NPY: {"schema": {"type": "string", "format": "binary"}},
             },
-            NPY: {"schema": {"type": "string", "format": "binary"}},
         },
-    },
-}
+    }
+
+
+VersionRef = Annotated[
+    str | None,
+    Query(description="Version number or alias; default `production` if set, else `latest`."),
+]
 
 
 @router.post(
     "/models/{name}/predict",
-    openapi_extra=_PREDICT_OPENAPI,
+    openapi_extra=inputs_body(),
     response_class=Response,
     responses={
         200: {
@@ -76,10 +88,7 @@ _PREDICT_OPENAPI: dict[str, Any] = {
 async def predict(
     name: str,
     request: Request,
-    version: Annotated[
-        str | None,
-        Query(description="Version number or alias; default `production` if set, else `latest`."),
-    ] = None,
+    version: VersionRef = None,
 ) -> Response:
     """Run the model on the inputs and answer with its outputs (batched with concurrent calls).
 

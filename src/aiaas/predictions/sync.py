@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -50,6 +51,7 @@ from aiaas.ratelimits.policy import credential_id
 from aiaas.serving.postprocess import postprocess
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JSON = "application/json"
 NPY = "application/x-npy"
@@ -180,20 +182,27 @@ class PredictPath:
         self, body: bytes, content_type: str | None, resolved: ResolvedVersion
     ) -> FloatBatch:
         """A /v1 body (JSON or ``.npy``) as the batch for ``resolved``."""
+        batch, extra = self.decode_body(body, content_type, resolved)
+        if extra:
+            raise InvalidInput(
+                f"Unknown field(s): {', '.join(sorted(extra))}.",
+                errors=[{"loc": ["body", k], "msg": "extra field"} for k in sorted(extra)],
+            )
+        return batch
+
+    def decode_body(
+        self, body: bytes, content_type: str | None, resolved: ResolvedVersion
+    ) -> tuple[FloatBatch, dict[str, Any]]:
+        """A /v1 body as the batch for ``resolved``, and a JSON body's fields besides
+        ``inputs`` (none for ``.npy``), for routes that take options with their inputs."""
         media = (content_type or JSON).split(";", 1)[0].strip().lower()
         shape = resolved.spec.input_shape
         limit = self.settings.max_batch_rows
         try:
             if media == JSON or media.endswith("+json"):
-                batch, extra = decode_json_body(body, shape=shape, max_rows=limit)
-                if extra:
-                    raise InvalidInput(
-                        f"Unknown field(s): {', '.join(sorted(extra))}.",
-                        errors=[{"loc": ["body", k], "msg": "extra field"} for k in sorted(extra)],
-                    )
-                return batch
+                return decode_json_body(body, shape=shape, max_rows=limit)
             if media == NPY:
-                return decode_npy(body, shape=shape, max_rows=limit)
+                return decode_npy(body, shape=shape, max_rows=limit), {}
         except InputInvalid as exc:
             raise from_core(exc) from None
         raise UnsupportedMediaType(f"Send {JSON} or {NPY}, not {media}.", accepted=[JSON, NPY])
@@ -218,15 +227,46 @@ class PredictPath:
         protocol: ``decode`` turns the body into the batch for the version it resolved to."""
         start = time.perf_counter()
         user_id, rate_limit = await self.caller(authorization)
-        resolved = await self.directory.resolve(name, ref, user_id)
-        try:
-            batch = decode(resolved)
-        except AppError:
-            self.refused(user_id, resolved)
-            raise
+        return await self.serve_as(
+            user_id, name=name, ref=ref, decode=decode, rate_limit=rate_limit, start=start
+        )
+
+    async def serve_as(
+        self,
+        user_id: uuid.UUID,
+        *,
+        name: str,
+        ref: str | None,
+        decode: Decoder,
+        rate_limit: Decision | None = None,
+        start: float | None = None,
+    ) -> PredictResult:
+        """``serve`` for a caller already known: the dashboard's playground, whose browser
+        session stands for the account (and carries no API key to check)."""
+        start = time.perf_counter() if start is None else start
+        resolved, batch = await self.admit(user_id, name=name, ref=ref, decode=decode)
         ident, outputs = await self.run(user_id, resolved, batch)
         self._total_latency.observe(time.perf_counter() - start)
         return PredictResult(ident, resolved, outputs, rate_limit)
+
+    async def admit(
+        self,
+        user_id: uuid.UUID,
+        *,
+        name: str,
+        ref: str | None,
+        decode: Callable[[ResolvedVersion], T],
+    ) -> tuple[ResolvedVersion, T]:
+        """The version ``ref`` of ``name`` resolves to for this caller, and the body as
+        ``decode`` reads it for that version (a refused body counts in the caller's usage):
+        what every route that runs a model asks after who calls."""
+        resolved = await self.directory.resolve(name, ref, user_id)
+        try:
+            decoded = decode(resolved)
+        except AppError:
+            self.refused(user_id, resolved)
+            raise
+        return resolved, decoded
 
     def refused(self, user_id: uuid.UUID, resolved: ResolvedVersion) -> None:
         """Count a request whose input was refused: an error with no rows in the usage."""

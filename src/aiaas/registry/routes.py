@@ -11,7 +11,7 @@ from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
 from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, StoreDep
-from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden, PayloadTooLarge
+from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams, page_params
 from aiaas.quotas import Quota
@@ -171,21 +171,15 @@ def create_version(
     store: StoreDep,
     bus: EventsDep,
 ) -> VersionRead:
-    parsed = versions.parse_spec(spec)
-    limit = int(settings.max_upload_mb * 1024 * 1024)
-    data = weights.file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"The weights are over the limit of {limit} bytes.")
-    quotas.check(
-        session, principal.user, Quota.VERSIONS_PER_MODEL, model_id=model.id, model_name=model.name
-    )
-    quotas.check(session, principal.user, Quota.STORED_BYTES, adding=len(data))
-    version = versions.create_version(
+    version = versions.upload_version(
         session,
         model=model,
-        spec=parsed,
-        weights=data,
+        user=principal.user,
+        spec=versions.parse_spec(spec),
+        weights=weights.file,
+        quotas=quotas,
         store=store,
+        max_bytes=int(settings.max_upload_mb * 1024 * 1024),
         max_parameters=settings.max_model_parameters,
     )
     bus.publish(events.MODEL_CHANGED, model.name)

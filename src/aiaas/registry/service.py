@@ -98,15 +98,16 @@ def update_model(
 
 
 def list_models(
-    session: Session, *, user: User, params: PageParams
+    session: Session, *, user: User, params: PageParams, name_contains: str | None = None
 ) -> tuple[list[Model], str | None]:
-    return fetch_page(
-        session,
+    query = (
         select(Model)
         .where(or_(Model.owner_id == user.id, Model.visibility == "public"))
-        .options(selectinload(Model.aliases)),
-        params,
+        .options(selectinload(Model.aliases))
     )
+    if name_contains:
+        query = query.where(Model.name.contains(name_contains.lower(), autoescape=True))
+    return fetch_page(session, query, params)
 
 
 def delete_model(

@@ -7,7 +7,7 @@ file whose tensors match, name for name and shape for shape, the model the confi
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from pydantic import ValidationError
@@ -15,12 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from aiaas.accounts.models import User
 from aiaas.db import utcnow
-from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
+from aiaas.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, from_core
 from aiaas.ml import architectures
 from aiaas.ml.errors import ConfigInvalid, NotSafetensors, UnknownArchitecture
 from aiaas.ml.weights import check_state_dict, load_safetensors
 from aiaas.pagination import PageParams, fetch_page
+from aiaas.quotas import Quota, Quotas
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.registry.schemas import LATEST, VersionSpec, VersionUpdate, alias_problem
 from aiaas.registry.service import release_artifacts
@@ -140,6 +142,30 @@ def create_version(
     if commit:
         ensure_blob(store, info.sha256, weights)
     return version
+
+
+def upload_version(
+    session: Session,
+    *,
+    model: Model,
+    user: User,
+    spec: VersionSpec,
+    weights: BinaryIO,
+    quotas: Quotas,
+    store: ArtifactStore,
+    max_bytes: int,
+    max_parameters: int,
+) -> ModelVersion:
+    """A version uploaded by ``user``: read at most ``max_bytes`` of ``weights``, check the
+    account's quotas, then check and store it (the API's upload and the dashboard's)."""
+    data = weights.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The weights are over the limit of {max_bytes} bytes.")
+    quotas.check(session, user, Quota.VERSIONS_PER_MODEL, model_id=model.id, model_name=model.name)
+    quotas.check(session, user, Quota.STORED_BYTES, adding=len(data))
+    return create_version(
+        session, model=model, spec=spec, weights=data, store=store, max_parameters=max_parameters
+    )
 
 
 def ensure_blob(store: ArtifactStore, digest: str, data: bytes) -> None:

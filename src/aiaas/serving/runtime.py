@@ -12,6 +12,7 @@ from torch import nn
 from torch.jit import optimized_execution  # type: ignore[attr-defined]  # public, not in __all__
 
 from aiaas.ml.architectures import build_model, parse_config
+from aiaas.ml.explain import ExplainOptions, Explanation, explain
 from aiaas.ml.weights import load_safetensors, load_weights_into
 from aiaas.serving.graphs import (
     WARMUP_LENGTH,
@@ -209,6 +210,16 @@ class ModelRuntime:
             outputs = outputs.to(device="cpu", dtype=torch.float32)
         result: np.ndarray = outputs.numpy()
         return result
+
+    def explain(self, batch: np.ndarray, options: ExplainOptions) -> Explanation:
+        """Attributions for a batch-first array (``aiaas.ml.explain``), in one call.
+
+        On the eager module, never the traced graphs: those run in inference mode and keep
+        nothing to differentiate."""
+        self.check_input(batch)
+        # A writable float32 copy: autograd may not share a read-only message buffer.
+        inputs = torch.from_numpy(np.array(batch, dtype=np.float32)).to(self._device)
+        return explain(self._module, inputs, options, softmax=self._softmax)
 
     def postprocess(self, outputs: np.ndarray) -> list[Any]:
         return postprocess(self._spec, outputs)

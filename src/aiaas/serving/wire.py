@@ -6,6 +6,10 @@ bytes (.npy's header parser costs more than the rest of the message). A worker p
 it, runs it and pushes the reply onto the gateway's own reply list, so results never go through
 a result backend that the gateway would have to poll.
 
+Explanations (``EXPLAIN_TASK``) are Celery tasks on the ``predict`` queue instead: one request's
+rows in one message of their own (never batched with others: each has its own method and
+target), few enough that Celery's overhead does not matter. They reply on the same lists.
+
 Sync batches skip Celery's message protocol on purpose: nobody redelivers them (a gateway whose
 batch was lost answers 504 at its deadline and the client retries), so acknowledgements,
 unacked-message bookkeeping and task tracing would only add Redis round trips and milliseconds
@@ -14,15 +18,20 @@ to every batch. Async jobs and trainings, which must survive a worker's death, s
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
+from aiaas.ml.explain import Explanation
+
 REPLY_PREFIX = "aiaas:replies:"
 BATCH_PREFIX = "aiaas:batches:"
 REPLY_TTL_S = 120
+# The Celery task that explains one request's rows on a worker (``worker.explain``).
+EXPLAIN_TASK = "aiaas.explain"
 # Every message: <JSON header> SEPARATOR <float32 bytes, C order, little-endian>; JSON never
 # holds a raw newline.
 SEPARATOR = b"\n"
@@ -50,6 +59,8 @@ class Reply:
     outputs: np.ndarray | None
     error: str | None
     compute_s: float = 0.0
+    # What an explanation adds to its attributions (in ``outputs``): see ``reply_explained``.
+    explained: dict[str, Any] | None = None
 
 
 def pack_batch(
@@ -61,13 +72,7 @@ def pack_batch(
     sent: float,
     deadline: float,
 ) -> bytes:
-    header = {
-        "spec": spec,
-        "reply_to": reply_to,
-        "id": batch_id,
-        "sent": sent,
-        "deadline": deadline,
-    }
+    header = _route(spec, reply_to=reply_to, batch_id=batch_id, sent=sent, deadline=deadline)
     return _pack(header, inputs)
 
 
@@ -75,16 +80,92 @@ def unpack_batch(raw: bytes) -> BatchMessage:
     """Raises ``ValueError`` for a message that is not a batch."""
     header, array = _split(raw)
     try:
-        return BatchMessage(
-            spec=dict(header["spec"]),
-            inputs=array,
-            reply_to=str(header["reply_to"]),
-            batch_id=str(header["id"]),
-            sent=float(header["sent"]),
-            deadline=float(header["deadline"]),
-        )
+        return _batch(header, array)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a batch message: {exc}") from None
+
+
+def _route(
+    spec: dict[str, Any], *, reply_to: str, batch_id: str, sent: float, deadline: float
+) -> dict[str, Any]:
+    """What runs the rows, where the answer goes, and until when anyone waits for it."""
+    return {"spec": spec, "reply_to": reply_to, "id": batch_id, "sent": sent, "deadline": deadline}
+
+
+def _batch(header: dict[str, Any], inputs: np.ndarray) -> BatchMessage:
+    return BatchMessage(
+        spec=dict(header["spec"]),
+        inputs=inputs,
+        reply_to=str(header["reply_to"]),
+        batch_id=str(header["id"]),
+        sent=float(header["sent"]),
+        deadline=float(header["deadline"]),
+    )
+
+
+def pack_explain(
+    spec: dict[str, Any],
+    inputs: np.ndarray,
+    options: dict[str, Any],
+    *,
+    reply_to: str,
+    request_id: str,
+    sent: float,
+    deadline: float,
+) -> dict[str, Any]:
+    """The explain task's one argument: plain JSON for Celery's serializer, with the inputs as
+    base64 float32 bytes (a JSON list of floats would be three times the size)."""
+    data = np.ascontiguousarray(inputs, dtype=_FLOAT32)
+    route = _route(spec, reply_to=reply_to, batch_id=request_id, sent=sent, deadline=deadline)
+    return {
+        **route,
+        "options": options,
+        "shape": list(data.shape),
+        "inputs": base64.b64encode(data.tobytes()).decode("ascii"),
+    }
+
+
+def unpack_explain(message: Any) -> tuple[BatchMessage, dict[str, Any]]:
+    """The rows to explain, as a batch message holds them, and the options; ``ValueError``
+    for a message that is not an explain request."""
+    try:
+        raw = base64.b64decode(message["inputs"], validate=True)
+        shape = _shape(message["shape"])
+        if len(raw) != _FLOAT32.itemsize * int(np.prod(shape)):
+            raise ValueError(f"{len(raw)} bytes for shape {shape}")
+        inputs = np.frombuffer(raw, dtype=_FLOAT32).reshape(shape)
+        return _batch(message, inputs), dict(message["options"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an explain message: {exc}") from None
+
+
+def reply_explained(request_id: str, explanation: Explanation, compute_s: float) -> bytes:
+    """The attributions as the reply's array; the outputs, targets and gap (a row or a few
+    numbers per input row) in its header."""
+    gap = explanation.completeness_gap
+    explained = {
+        "outputs": explanation.outputs.tolist(),
+        "targets": explanation.targets.tolist(),
+        "gap": None if gap is None else gap.tolist(),
+    }
+    header = {"id": request_id, "ok": True, "compute_s": compute_s, "explained": explained}
+    return _pack(header, explanation.attributions)
+
+
+def read_explanation(reply: Reply) -> Explanation:
+    """The explanation a successful reply carries; ``ValueError`` if it carries none."""
+    if reply.outputs is None or reply.explained is None:
+        raise ValueError("the reply carries no explanation")
+    try:
+        gap = reply.explained["gap"]
+        return Explanation(
+            attributions=reply.outputs,
+            outputs=np.asarray(reply.explained["outputs"], dtype=_FLOAT32),
+            targets=np.asarray(reply.explained["targets"], dtype=np.int64),
+            completeness_gap=None if gap is None else np.asarray(gap, dtype=_FLOAT32),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not an explanation: {exc}") from None
 
 
 def reply_ok(batch_id: str, outputs: np.ndarray, compute_s: float) -> bytes:
@@ -102,7 +183,14 @@ def read_reply(raw: bytes) -> Reply:
         if header["ok"]:
             if array is None:
                 raise ValueError("a successful reply without outputs")
-            return Reply(str(header["id"]), array, None, float(header["compute_s"]))
+            explained = header.get("explained")
+            return Reply(
+                str(header["id"]),
+                array,
+                None,
+                float(header["compute_s"]),
+                None if explained is None else dict(explained),
+            )
         return Reply(str(header["id"]), None, str(header["error"]))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a reply: {exc}") from None
@@ -127,12 +215,16 @@ def _split(raw: bytes) -> tuple[dict[str, Any], Any]:
         raise ValueError(f"unreadable header: {exc}") from None
     if not isinstance(header, dict):
         raise ValueError("the header is not an object")
-    shape = header.get("shape")
-    if shape is None:
+    if header.get("shape") is None:
         return header, None
-    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
-        raise ValueError(f"bad shape {shape!r}")
+    shape = _shape(header["shape"])
     if len(body) != _FLOAT32.itemsize * int(np.prod(shape)):
         raise ValueError(f"{len(body)} bytes for shape {shape}")
     # A read-only view on the message; the runtime copies it where it must.
     return header, np.frombuffer(body, dtype=_FLOAT32).reshape(shape)
+
+
+def _shape(shape: Any) -> list[int]:
+    if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"bad shape {shape!r}")
+    return shape

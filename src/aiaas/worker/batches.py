@@ -34,10 +34,7 @@ def run_batch_message(ctx: WorkerContext, raw: bytes) -> tuple[str, bytes] | Non
         log.warning("dropped an unreadable batch message: %s", exc)
         return None
     now = time.time()
-    if now > message.deadline:
-        # Its gateway has answered 504 already; computing it would only delay the next one.
-        late = now - message.deadline
-        log.info("dropped batch %s, %.1fs past its deadline", message.batch_id, late)
+    if not awaited(message, now):
         return None
     ctx.metrics.prediction_latency.labels("queue").observe(max(now - message.sent, 0.0))
     start = time.perf_counter()
@@ -50,6 +47,16 @@ def run_batch_message(ctx: WorkerContext, raw: bytes) -> tuple[str, bytes] | Non
     ctx.metrics.batch_size.observe(int(message.inputs.shape[0]))
     ctx.metrics.prediction_latency.labels("compute").observe(compute)
     return message.reply_to, wire.reply_ok(message.batch_id, outputs, compute)
+
+
+def awaited(message: wire.BatchMessage, now: float) -> bool:
+    """Whether a gateway still waits for the message's answer: past its deadline it has
+    answered 504 already, and computing it would only delay the next one (logged)."""
+    if now <= message.deadline:
+        return True
+    late = now - message.deadline
+    log.info("dropped message %s, %.1fs past its deadline", message.batch_id, late)
+    return False
 
 
 def consume(
@@ -76,15 +83,20 @@ def consume(
         answer = run_batch_message(context(), raw)
         if answer is None:
             continue
-        reply_to, reply = answer
-        try:
-            pipe = client.pipeline(transaction=False)
-            pipe.rpush(reply_to, reply)
-            # A gateway that went away never reads its list: let Redis drop it.
-            pipe.expire(reply_to, wire.REPLY_TTL_S)
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            log.warning("could not reply to %s: %s", reply_to, exc)
+        push_reply(client, *answer)
+
+
+def push_reply(client: redis.Redis, reply_to: str, reply: bytes) -> None:
+    """Push ``reply`` onto a gateway's reply list; a broker that fails is logged, not raised
+    (the gateway answers 504 at its deadline)."""
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(reply_to, reply)
+        # A gateway that went away never reads its list: let Redis drop it.
+        pipe.expire(reply_to, wire.REPLY_TTL_S)
+        pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("could not reply to %s: %s", reply_to, exc)
 
 
 class BatchConsumer:

@@ -1,5 +1,6 @@
-"""Celery tasks: one thin wrapper per kind of job, handing the id to that kind's task code;
-and the sync batch consumer's start and stop, tied to the worker's lifecycle.
+"""Celery tasks: one thin wrapper per kind of job, handing the id to that kind's task code, and
+the explain task (``worker.explain``); the sync batch consumer's start and stop, tied to the
+worker's lifecycle.
 
 Each worker process builds its :class:`WorkerContext` on first use, after any fork, so no
 database engine, Redis connection or CUDA context is inherited from a parent.
@@ -18,7 +19,9 @@ from aiaas.context import WorkerContext, build_context
 from aiaas.jobs import PREDICT_QUEUE, JobKind, Task
 from aiaas.metering.meter import AccountUsageCollector
 from aiaas.metrics import Metrics
+from aiaas.serving import wire
 from aiaas.worker.batches import BatchConsumer
+from aiaas.worker.explain import explain_task
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -104,6 +107,10 @@ def register(app: Celery, kinds: Sequence[JobKind]) -> None:
     redelivered message has anything left to do."""
     for kind in kinds:
         app.task(name=kind.task, acks_late=True, reject_on_worker_lost=True)(_in_context(kind.run))
+    # A sync request's: acknowledged at once, as nobody would wait for a redelivered one.
+    app.task(name=wire.EXPLAIN_TASK, acks_late=False, reject_on_worker_lost=False)(
+        explain_task(context)
+    )
 
     @app.task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
     def deliver_webhook(job_id: str) -> bool:
