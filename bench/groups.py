@@ -108,7 +108,7 @@ class Bench:
                     runs[target.series].append(wrk(target, count, duration, self.max_wait))
             for target, _ in targets:
                 self.record(median_run(runs[target.series]))
-                self.report.turns[f"{target.series}@{connections}"] = [
+                self.report.turns[f"{target.series}@{count}"] = [
                     run.rps for run in runs[target.series]
                 ]
 
