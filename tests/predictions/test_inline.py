@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
+from aiaas.serving.mode import in_serving_mode
 from aiaas.serving.runtime import ModelRuntime
 from tests.predictions.conftest import Deployed
 
@@ -36,12 +37,14 @@ def client(settings: Settings, db: Database, inline_ms: float) -> Iterator[TestC
 
 @pytest.fixture
 def forward_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The name of the thread each forward pass ran on (the real forward still runs)."""
+    """The name of the thread each forward pass ran on (the real forward still runs), with
+    " (serving mode)" added where the thread was in it already when the forward began."""
     names: list[str] = []
     real = ModelRuntime.predict
 
     def recording(self: ModelRuntime, batch: np.ndarray) -> np.ndarray:
-        names.append(threading.current_thread().name)
+        mode = " (serving mode)" if in_serving_mode() else ""
+        names.append(threading.current_thread().name + mode)
         return real(self, batch)
 
     monkeypatch.setattr(ModelRuntime, "predict", recording)
@@ -67,7 +70,9 @@ def test_where_a_lone_request_runs(
     assert len(on_forward_thread) >= 4
     assert all(on_forward_thread[:-3])
     if inline_ms == 1.0:
-        # An iris MLP's forward takes microseconds: the later ones skip the thread hop.
+        # An iris MLP's forward takes microseconds: the later ones skip the thread hop, on
+        # a loop thread put in serving mode once (the runtime would enter it per call).
         assert on_forward_thread[-3:] == [False, False, False]
+        assert all(name.endswith("(serving mode)") for name in forward_threads[-3:])
     else:
         assert on_forward_thread[-3:] == [True, True, True]

@@ -11,6 +11,7 @@ in both modes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from aiaas.context import WorkerContext
 from aiaas.jobs import PREDICT_QUEUE, TRAINING_QUEUE, JobKind, Task
 from aiaas.ml.explain import ExplainOptions, Explanation
 from aiaas.serving.batching import BatchParts, make_executor
+from aiaas.serving.mode import in_serving_mode, serving_mode
 from aiaas.serving.pool import BatcherPool
 from aiaas.serving.runtime import ModelRuntime
 from aiaas.serving.spec import ServingSpec
@@ -53,6 +55,8 @@ class InProcessDispatcher:
         # Seconds per row of each runtime's recent forwards (runtime_key → moving average).
         self._row_seconds: dict[str, float] = {}
         self._inline_max_s = ctx.settings.inline_forward_max_ms / 1000
+        # Serving mode on the event loop's thread, entered by the first inline forward.
+        self._loop_mode = contextlib.ExitStack()
         self._batchers = BatcherPool(
             BatchParts(
                 run_batch=self._run_batch,
@@ -82,6 +86,11 @@ class InProcessDispatcher:
         runtime = self.ctx.runtimes.peek(spec)
         if runtime is None:
             return None
+        if not in_serving_mode():
+            # Once, for the loop's thread, as the forward thread does: around each forward it
+            # cost a few percent of a small model's requests (docs/performance.md). Nothing
+            # else on the loop's thread runs torch.
+            self._loop_mode.enter_context(serving_mode())
         return self._timed(runtime, spec, batch)
 
     def _timed(self, runtime: ModelRuntime, spec: ServingSpec, batch: np.ndarray) -> np.ndarray:
@@ -109,6 +118,7 @@ class InProcessDispatcher:
 
     async def close(self) -> None:
         self._closed = True
+        self._loop_mode.close()
         # A training stops at its next batch; its row is resumed from the checkpoint later.
         self.ctx.stopping.set()
         await self._batchers.close_all()
