@@ -37,7 +37,7 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     missing = _browser_missing()
     if missing:
@@ -50,7 +50,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
     launched = playwright.chromium.launch(
@@ -60,7 +60,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A live gateway, embedded mode, training the demo models (digits-cnn among them) at
     its start; tests that need them wait for them, the others run meanwhile."""
