@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -155,12 +155,6 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def decode_npy(content: bytes) -> np.ndarray:
-    # Never pickles: an object array in an answer is refused, not run.
-    array: np.ndarray = np.load(io.BytesIO(content), allow_pickle=False)
-    return array
-
-
 class EventParser:
     """Server-sent events (the WHATWG format) from lines, as they arrive."""
 
@@ -168,14 +162,6 @@ class EventParser:
         self._id: str | None = None
         self._event = "message"
         self._data: list[str] = []
-
-    def feed(self, lines: Iterable[str]) -> list[TrainingEvent]:
-        found: list[TrainingEvent] = []
-        for line in lines:
-            event = self.line(line)
-            if event is not None:
-                found.append(event)
-        return found
 
     def line(self, line: str) -> TrainingEvent | None:
         if not line:
