@@ -49,20 +49,35 @@ class Rate:
         return f"{self.count}/{unit}"
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_s: float  # until the tightest bucket is full again
-    retry_after_s: float  # until a refused request would be let through; 0 when allowed
+    """One call's verdict and what its RateLimit-* headers say.
+
+    A plain slotted class rather than a frozen dataclass: one is made per predict request,
+    and a frozen dataclass's ``__init__`` costs three times as much."""
+
+    __slots__ = ("allowed", "limit", "remaining", "reset_s", "retry_after_s")
+
+    def __init__(
+        self, allowed: bool, limit: int, remaining: int, reset_s: float, retry_after_s: float
+    ) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_s = reset_s  # until the tightest bucket is full again
+        self.retry_after_s = retry_after_s  # until a refused call would pass; 0 when allowed
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}, "
+            f"reset_s={self.reset_s:.3f}, retry_after_s={self.retry_after_s:.3f})"
+        )
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The IETF draft's RateLimit-* fields (delta seconds, rounded up)."""
         return [
-            (b"ratelimit-limit", str(self.limit).encode()),
-            (b"ratelimit-remaining", str(self.remaining).encode()),
-            (b"ratelimit-reset", str(math.ceil(self.reset_s)).encode()),
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % math.ceil(self.reset_s)),
         ]
 
 
@@ -115,10 +130,11 @@ class MemoryLimiter:
         self._max = max_buckets
 
     def hit(self, buckets: Sequence[Bucket]) -> Decision:
-        # On the predict lane: the let-through case is written out in plain floats.
+        # On the predict lane: the let-through case is written out in plain floats, the
+        # refusal goes through _decide.
         now = time.monotonic()
+        stored = self._tats
         with self._lock:
-            stored = self._tats
             news: list[float] = []
             for key, rate in buckets:
                 tat = stored.get(key, 0.0)
@@ -129,13 +145,15 @@ class MemoryLimiter:
                 news.append(new)
             if len(stored) >= self._max:
                 self._prune(now)
-            remaining, limit, reset = -1, 0, 0.0
+            # The headers describe the bucket with the least room left.
+            least, limit, ahead = math.inf, 0, 0.0
             for (key, rate), new in zip(buckets, news, strict=True):
                 stored[key] = new
-                left = int((rate.period_s - (new - now)) / rate.interval_s + 1e-9)
-                if remaining < 0 or left < remaining:
-                    remaining, limit, reset = left, rate.count, new - now
-        return Decision(True, limit, max(remaining, 0), reset, 0.0)
+                room = (rate.period_s - new + now) / rate.interval_s
+                if room < least:
+                    least, limit, ahead = room, rate.count, new - now
+        remaining = int(least + 1e-9)
+        return Decision(True, limit, remaining if remaining > 0 else 0, ahead, 0.0)
 
     async def ahit(self, buckets: Sequence[Bucket]) -> Decision:
         return self.hit(buckets)
