@@ -1,0 +1,9 @@
+"""Trainings pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from aiaas.web.pages import PageRoute
+
+router = APIRouter(route_class=PageRoute)
