@@ -3,7 +3,6 @@ and the upload form; a version's page with its metrics."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any
 
@@ -12,7 +11,7 @@ from pydantic import ValidationError
 
 from aiaas import events
 from aiaas.deps import ClientAddress, EventsDep, SessionDep, SettingsDep, StoreDep
-from aiaas.errors import AppError, InvalidInput
+from aiaas.errors import AppError
 from aiaas.pagination import PageParams
 from aiaas.quotas import Quota
 from aiaas.quotas.deps import QuotasDep
@@ -21,6 +20,7 @@ from aiaas.registry import versions
 from aiaas.registry.models import Model
 from aiaas.registry.schemas import DEFAULT_ALIAS, ModelCreate, VersionSpec
 from aiaas.web import views
+from aiaas.web.forms import config_json
 from aiaas.web.pages import (
     Browser,
     PageRoute,
@@ -177,7 +177,7 @@ def upload_version(
     upload = {"architecture": architecture, "config": config, "labels": labels}
     try:
         spec = VersionSpec(
-            architecture=architecture, config=_config(config), labels=_labels(labels)
+            architecture=architecture, config=config_json(config) or {}, labels=_labels(labels)
         )
         version = versions.upload_version(
             session,
@@ -203,22 +203,6 @@ def upload_version(
     return _model_page(
         request, browser, session, model, status=error.status, upload=upload, **messages(error)
     )
-
-
-def _config(text: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            "The config is not valid JSON.",
-            errors=[{"loc": ["config"], "msg": f"not JSON: {exc.msg} at line {exc.lineno}"}],
-        ) from None
-    if not isinstance(parsed, dict):
-        raise InvalidInput(
-            "The config must be a JSON object.",
-            errors=[{"loc": ["config"], "msg": "expected a JSON object: {...}"}],
-        )
-    return parsed
 
 
 @router.post("/models/{name}/aliases")

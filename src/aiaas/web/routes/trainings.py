@@ -1,9 +1,180 @@
-"""Trainings pages."""
+"""Trainings: past and running ones, the form that starts one, and a training's page that
+follows it live (progress, ETA, loss curves) and can cancel it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Any
 
-from aiaas.web.pages import PageRoute
+from fastapi import APIRouter, Form, Header, Request, Response
+from pydantic import ValidationError
+
+from aiaas.datasets import service as datasets
+from aiaas.deps import DatabaseDep, DispatcherDep, MetricsDep, SessionDep, SettingsDep, StoreDep
+from aiaas.errors import AppError
+from aiaas.ml.architectures import ARCHITECTURES
+from aiaas.pagination import PageParams
+from aiaas.quotas.deps import QuotasDep
+from aiaas.trainings import service
+from aiaas.trainings.models import FINISHED
+from aiaas.trainings.schemas import HyperparametersIn, TrainingCreate
+from aiaas.trainings.streaming import event_stream
+from aiaas.trainings.tasks import TRAINING
+from aiaas.web.forms import config_json, read_fields, schema_fields
+from aiaas.web.pages import (
+    Browser,
+    PageRoute,
+    Posted,
+    SignedIn,
+    invalid_form,
+    redirect,
+    refused,
+    render,
+)
 
 router = APIRouter(route_class=PageRoute)
+FormText = Annotated[str, Form()]
+PAGE_SIZE = 50
+HYPERPARAMETERS = schema_fields(HyperparametersIn.model_json_schema(), prefix="hp.")
+
+
+@router.get("/trainings")
+def trainings_page(
+    request: Request, browser: SignedIn, session: SessionDep, cursor: str | None = None
+) -> Response:
+    rows, next_cursor = service.list_trainings(
+        session, owner=browser.user, params=PageParams(limit=PAGE_SIZE, cursor=cursor)
+    )
+    return render(
+        request,
+        "trainings.html",
+        viewer=browser,
+        trainings=[service.to_read(t) for t in rows],
+        next_cursor=next_cursor,
+    )
+
+
+def _form_page(
+    request: Request,
+    browser: Browser,
+    session: SessionDep,
+    form: dict[str, Any],
+    error: AppError | None = None,
+) -> Response:
+    found, _ = datasets.list_datasets(
+        session, owner=browser.user, params=PageParams(limit=100, cursor=None)
+    )
+    context: dict[str, Any] = {
+        "form": form,
+        "datasets": found,
+        "architectures": list(ARCHITECTURES),
+        "hyperparameters": HYPERPARAMETERS,
+    }
+    if error is not None:
+        return refused(request, "training_new.html", browser, error, **context)
+    return render(request, "training_new.html", viewer=browser, **context)
+
+
+@router.get("/trainings/new")
+def new_training_page(
+    request: Request,
+    browser: SignedIn,
+    session: SessionDep,
+    model: str = "",
+    dataset: str = "",
+    base_version: str = "",
+) -> Response:
+    # A model page's "fine-tune" link fills in the model and its version.
+    form = {
+        "model": model,
+        "dataset": dataset,
+        "start": "finetune" if base_version else "scratch",
+        "base_version": base_version,
+    }
+    return _form_page(request, browser, session, form)
+
+
+def _base_version(text: str) -> int | str:
+    text = text.strip()
+    return int(text) if text.isdigit() else text
+
+
+@router.post("/trainings/new")
+async def start_training(
+    request: Request,
+    browser: Posted,
+    session: SessionDep,
+    quotas: QuotasDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> Response:
+    posted = await request.form()
+    form = {k: v for k, v in posted.items() if isinstance(v, str)}
+    start = form.get("start", "scratch")
+    try:
+        spec = TrainingCreate(
+            model=form.get("model", "").strip(),
+            dataset=form.get("dataset", ""),
+            architecture=form.get("architecture") if start == "scratch" else None,
+            base_version=_base_version(form.get("base_version", ""))
+            if start == "finetune"
+            else None,
+            config=config_json(form.get("config", "")) if start == "scratch" else None,
+            hyperparameters=HyperparametersIn.model_validate(read_fields(HYPERPARAMETERS, form)),
+        )
+        service.check_quotas(session, quotas, owner=browser.user, model_name=spec.model)
+        training = service.create_training(
+            session, owner=browser.user, spec=spec, max_parameters=settings.max_model_parameters
+        )
+    except ValidationError as exc:
+        return _form_page(request, browser, session, form, invalid_form(exc))
+    except AppError as exc:
+        return _form_page(request, browser, session, form, exc)
+    dispatcher.submit(TRAINING.task, str(training.id))
+    return redirect(request, f"/trainings/{training.id}", flash="Training queued.")
+
+
+@router.get("/trainings/{id}")
+def training_page(
+    request: Request, id: uuid.UUID, browser: SignedIn, session: SessionDep
+) -> Response:
+    training = service.get_training(session, owner=browser.user, training_id=id)
+    return render(
+        request,
+        "training.html",
+        viewer=browser,
+        training=service.to_read(training),
+        finished=training.status in FINISHED,
+    )
+
+
+@router.get("/trainings/{id}/events")
+def training_events(
+    request: Request,
+    id: uuid.UUID,
+    browser: SignedIn,
+    session: SessionDep,
+    database: DatabaseDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The page's live feed: read-only, so the session cookie alone may open it."""
+    service.get_training(session, owner=browser.user, training_id=id)
+    session.close()
+    return event_stream(request, database, id, last_event_id)
+
+
+@router.post("/trainings/{id}/cancel")
+def cancel_training(
+    request: Request,
+    id: uuid.UUID,
+    browser: Posted,
+    session: SessionDep,
+    database: DatabaseDep,
+    store: StoreDep,
+    metrics: MetricsDep,
+) -> Response:
+    training = service.get_training(session, owner=browser.user, training_id=id)
+    canceled = service.cancel_training(session, training=training)
+    metrics.trainings.labels("canceled").inc()
+    service.drop_checkpoint(session, database, store, canceled)
+    return redirect(request, f"/trainings/{id}", flash="Training canceled.")
