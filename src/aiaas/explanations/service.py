@@ -93,12 +93,35 @@ class Explainer:
     ) -> ExplainResult:
         """Explain the body's rows with the version ``ref`` of ``name``; options come from a
         JSON body's fields, or from ``query`` (a body field wins over a query parameter)."""
+        user_id, rate_limit = await self.path.caller(authorization)
+        return await self.explain_as(
+            user_id,
+            name=name,
+            ref=ref,
+            content_type=content_type,
+            body=body,
+            query=query,
+            rate_limit=rate_limit,
+        )
+
+    async def explain_as(
+        self,
+        user_id: uuid.UUID,
+        *,
+        name: str,
+        ref: str | None,
+        content_type: str | None,
+        body: bytes,
+        query: Mapping[str, str],
+        rate_limit: Decision | None = None,
+    ) -> ExplainResult:
+        """``explain`` for a caller already known: the dashboard's playground, as
+        ``PredictPath.serve_as`` is for predictions."""
 
         def decode(resolved: ResolvedVersion) -> tuple[FloatBatch, ExplainOptions]:
             batch, fields = self.path.decode_body(body, content_type, resolved)
             return batch, read_options(resolved, fields, query)
 
-        user_id, rate_limit = await self.path.caller(authorization)
         resolved, (batch, options) = await self.path.admit(
             user_id, name=name, ref=ref, decode=decode
         )

@@ -3,17 +3,24 @@ templates hold no logic beyond loops and conditions."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.registry.models import Model, ModelVersion
+from aiaas.web.forms import SchemaField, schema_fields
 
 # Image inputs the playground offers a canvas for, by (height, width): the value range the
 # model was trained on. The built-in digits are 8x8 with ink from 0 to 16 (scikit-learn's
 # load_digits); 28x28 images are taken to be MNIST-like, 0 to 1.
 CANVAS_RANGES: dict[tuple[int, int], float] = {(8, 8): 16.0, (28, 28): 1.0}
 SUMMARY_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
+
+
+def _summary(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {name: metrics[name] for name in SUMMARY_METRICS if isinstance(metrics.get(name), float)}
 
 
 def version_row(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
@@ -26,9 +33,25 @@ def version_row(version: ModelVersion, aliases: list[str]) -> dict[str, Any]:
         "created_at": version.created_at,
         "input_shape": version.input_shape,
         "aliases": sorted(aliases),
-        "summary": {
-            name: metrics[name] for name in SUMMARY_METRICS if isinstance(metrics.get(name), float)
-        },
+        "summary": _summary(metrics),
+    }
+
+
+def metrics_table(version: ModelVersion) -> dict[str, Any]:
+    """The version page's metrics, a column per version: the version's own and, for a
+    fine-tune, its base version's. The base's figures are those its training measured on the
+    fine-tune's own test split (the base's stored metrics may come from other data)."""
+    metrics = version.metrics or {}
+    columns: list[tuple[int, bool, dict[str, float]]] = [(version.number, False, _summary(metrics))]
+    base = metrics.get("base")
+    if isinstance(base, Mapping) and isinstance(base.get("version"), int):
+        figures = base.get("metrics")
+        values = _summary(figures) if isinstance(figures, Mapping) else {}
+        columns.append((base["version"], True, values))
+    names = [n for n in SUMMARY_METRICS if any(n in values for _, _, values in columns)]
+    return {
+        "columns": [{"version": number, "base": is_base} for number, is_base, _ in columns],
+        "rows": [{"name": n, "values": [values.get(n) for _, _, values in columns]} for n in names],
     }
 
 
@@ -60,16 +83,31 @@ def version_details(model: Model, version: ModelVersion) -> dict[str, Any]:
 
 
 def architectures() -> list[dict[str, Any]]:
-    """The catalogue for the upload form: each family with its example config and schema."""
+    """The catalogue for the upload form: each family with its example config, its schema,
+    and the config's form fields (named ``cfg.<family>.<key>``)."""
+    fields = config_fields()
     return [
         {
             "name": arch.name,
             "description": arch.description,
             "example_config": json.dumps(arch.example_config, indent=2),
             "schema": arch.config_schema(),
+            "fields": fields[arch.name],
         }
         for arch in ARCHITECTURES.values()
     ]
+
+
+@functools.cache
+def config_fields() -> dict[str, list[SchemaField]]:
+    """Each family's config fields, from its config schema with its example filling the
+    values the schema leaves without a default. Built on first use, not at import."""
+    return {
+        arch.name: schema_fields(
+            arch.config_schema(), prefix=f"cfg.{arch.name}.", example=arch.example_config
+        )
+        for arch in ARCHITECTURES.values()
+    }
 
 
 def playground(model: Model, version: ModelVersion) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from aiaas.registry import versions
 from aiaas.registry.models import Model
 from aiaas.registry.schemas import DEFAULT_ALIAS, ModelCreate, VersionSpec
 from aiaas.web import views
-from aiaas.web.forms import config_json
+from aiaas.web.forms import config_json, read_fields
 from aiaas.web.pages import (
     Browser,
     PageRoute,
@@ -48,6 +48,16 @@ def _writable(name: str, browser: Posted, session: SessionDep) -> Model:
 
 Readable = Annotated[Model, Depends(_readable)]
 Writable = Annotated[Model, Depends(_writable)]
+
+
+async def _form_text(request: Request) -> dict[str, str]:
+    # The form is parsed (and cached on the request) already for the declared fields; this
+    # reads the generated ones, whose names depend on the architecture picked.
+    posted = await request.form()
+    return {key: value for key, value in posted.items() if isinstance(value, str)}
+
+
+FormValues = Annotated[dict[str, str], Depends(_form_text)]
 
 
 def _labels(text: str) -> list[str] | None:
@@ -169,16 +179,20 @@ def upload_version(
     settings: SettingsDep,
     store: StoreDep,
     bus: EventsDep,
+    posted: FormValues,
     weights: Annotated[UploadFile, File()],
     architecture: FormText = "",
     config: FormText = "",
     labels: FormText = "",
 ) -> Response:
-    upload = {"architecture": architecture, "config": config, "labels": labels}
+    upload = {key: value for key, value in posted.items() if key != "csrf_token"}
+    # The JSON text, when typed, is the whole config; else the picked family's fields make it.
+    upload["config_source"] = "json" if config.strip() else "fields"
     try:
-        spec = VersionSpec(
-            architecture=architecture, config=config_json(config) or {}, labels=_labels(labels)
-        )
+        raw = config_json(config)
+        if raw is None:
+            raw = read_fields(views.config_fields().get(architecture, []), posted)
+        spec = VersionSpec(architecture=architecture, config=raw, labels=_labels(labels))
         version = versions.upload_version(
             session,
             model=model,
@@ -270,5 +284,6 @@ def version_page(
         viewer=browser,
         model=model,
         version=views.version_row(found, aliases),
+        metrics=views.metrics_table(found),
         details=views.version_details(model, found),
     )

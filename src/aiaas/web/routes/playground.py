@@ -1,5 +1,6 @@
-"""The playground's one request: a prediction by the signed-in account, as JSON, for the
-model page's script (which sends the session's CSRF token in ``X-CSRF-Token``)."""
+"""The playground's requests, by the signed-in account, for the model page's script (which
+sends the session's CSRF token in ``X-CSRF-Token``): a prediction, and an explanation of one.
+Both take the bodies the API takes (JSON, or a ``.npy`` array) and answer as it does, in JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 from fastapi import APIRouter, Request, Response
 
 from aiaas.errors import AppError, problem_response
+from aiaas.explanations.service import Explainer
 from aiaas.predictions.sync import JSON, PredictPath
 from aiaas.web.pages import PageRoute, Posted
 
@@ -18,11 +20,30 @@ router = APIRouter(route_class=PageRoute)
 async def predict(request: Request, name: str, browser: Posted) -> Response:
     path: PredictPath = request.app.state.predict_path
     body = await request.body()
-    decode = functools.partial(path.decode, body, JSON)
+    decode = functools.partial(path.decode, body, request.headers.get("content-type"))
     try:
         result = await path.serve_as(browser.user.id, name=name, ref=None, decode=decode)
     except AppError as exc:
         # The page's script shows the problem's detail beside the form.
+        return problem_response(exc, request.url.path)
+    content, headers = result.render(JSON)
+    return Response(content, headers=headers)
+
+
+@router.post("/models/{name}/playground/explain")
+async def explain(request: Request, name: str, browser: Posted) -> Response:
+    """Options as the API takes them: a JSON body's fields, or query parameters with .npy."""
+    explainer: Explainer = request.app.state.explainer
+    try:
+        result = await explainer.explain_as(
+            browser.user.id,
+            name=name,
+            ref=None,
+            content_type=request.headers.get("content-type"),
+            body=await request.body(),
+            query=dict(request.query_params),
+        )
+    except AppError as exc:
         return problem_response(exc, request.url.path)
     content, headers = result.render(JSON)
     return Response(content, headers=headers)

@@ -16,18 +16,22 @@ for (const button of document.querySelectorAll("button[data-copy]")) {
   });
 }
 
-// The upload form: picking an architecture fills in its example config, unless the text
-// was edited away from the previous example.
-const select = document.querySelector("select[data-config-target]");
-const catalogue = document.getElementById("architectures");
-if (select && catalogue) {
-  const examples = JSON.parse(catalogue.textContent);
-  const textarea = document.getElementById(select.dataset.configTarget);
-  let shown = select.selectedIndex;
-  select.addEventListener("change", () => {
-    const untouched = textarea.value.trim() === "" ||
-      textarea.value.trim() === examples[shown].trim();
-    if (untouched) textarea.value = examples[select.selectedIndex];
-    shown = select.selectedIndex;
-  });
+// The upload form: only the picked architecture's settings show. The others are disabled too,
+// so that their required fields cannot block the form and they are not sent. Without this
+// script every family's settings show, under a note saying which are used.
+const picker = document.querySelector("select[data-config-fields]");
+if (picker) {
+  const groups = document.querySelectorAll("fieldset[data-architecture]");
+  const textarea = document.getElementById("f-config");
+  const showPicked = () => {
+    for (const group of groups) {
+      const picked = group.dataset.architecture === picker.value;
+      group.hidden = !picked;
+      group.disabled = !picked;
+      if (picked && textarea) textarea.placeholder = group.dataset.example;
+    }
+  };
+  document.getElementById("config-fields-note")?.setAttribute("hidden", "");
+  picker.addEventListener("change", showPicked);
+  showPicked();
 }
