@@ -24,9 +24,12 @@ from bench.servers import (
     Fleet,
     create_pg_database,
     flush_redis,
+    nudged_weights,
     platform_account,
+    platform_alias,
     platform_env,
     platform_model,
+    platform_version,
     start_gateway,
     start_litserve,
     start_platform_worker,
@@ -47,10 +50,14 @@ GROUPS = (
     "cnn",
     "ratelimit",
     "v2",
+    "canary",
 )
 
 # Rounds of runs for targets measured in turns (see Bench.measure_in_turns).
 TURNS = 5
+# The canary group's split: the issue's example of a canary's share.
+CANARY_SPLIT = {"1": 90, "2": 10}
+CANARY_CONNECTIONS = (32,)
 # The v2 group's /v1 side: its own name, so that its target never compares with the embedded
 # group's .npy runs, which were not measured in turns with it.
 V2_NPY_SERIES = "embedded npy (beside v2)"
@@ -225,6 +232,43 @@ class Bench:
             connections=V2_CONNECTIONS,
         )
 
+    def group_canary(self, fleet: Fleet) -> None:
+        """A predict through an alias split 90/10 between two versions against one through a
+        plain alias, on one embedded gateway, in turns (target T10). The second version's
+        weights differ from the first's by 1e-6 on one bias: another blob, so another runtime
+        and batcher, as a real canary has, with answers still within the output check."""
+        env, home = platform_env(self.tmp, f"canary-{uuid.uuid4().hex[:6]}", {})
+        base = start_gateway(fleet, "platform-embedded-canary", env, home)
+        key = platform_account(base)
+        platform_model(base, key, "mlp-bench", self.mlp)
+        platform_version(base, key, "mlp-bench", self.mlp.spec, nudged_weights(self.mlp.weights))
+        platform_alias(base, key, "mlp-bench", "plain", {"version": 1})
+        platform_alias(base, key, "mlp-bench", "canary", {"versions": CANARY_SPLIT})
+        url = f"{base}/v1/models/mlp-bench/predict"
+        self.measure_in_turns(
+            [
+                (
+                    Target(
+                        "embedded json (plain alias)",
+                        f"{url}?version=plain",
+                        self.mlp.json_body,
+                        key,
+                    ),
+                    self.mlp.expected,
+                ),
+                (
+                    Target(
+                        "embedded json (two-version alias)",
+                        f"{url}?version=canary",
+                        self.mlp.json_body,
+                        key,
+                    ),
+                    self.mlp.expected,
+                ),
+            ],
+            connections=CANARY_CONNECTIONS,
+        )
+
     def group_distributed(self, fleet: Fleet) -> None:
         flush_redis(PLATFORM_REDIS_DB)
         home_name = f"distributed-{uuid.uuid4().hex[:6]}"
@@ -267,7 +311,7 @@ class Bench:
 
     def run_group(self, name: str) -> None:
         run: Callable[[Fleet], None] = getattr(self, f"group_{name}")
-        platform = name in ("embedded", "distributed", "cnn", "ratelimit", "v2")
+        platform = name in ("embedded", "distributed", "cnn", "ratelimit", "v2", "canary")
         for attempt in (1, 2) if platform else (1,):
             fleet = Fleet(self.logs)
             mark = (len(self.report.load), len(self.report.sequential))

@@ -18,8 +18,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 
 from bench.layout import BENCH, CLIENT_CPU, HOST, ROOT, SERVER_CPU, VENV_BIN
 from bench.workloads import Workload
@@ -322,6 +324,34 @@ def platform_model(
             ),
             "upload version",
         )
+
+
+def platform_version(base: str, key: str, name: str, spec: dict[str, Any], weights: bytes) -> None:
+    with httpx.Client(base_url=base, timeout=60.0, headers={"Authorization": f"Bearer {key}"}) as c:
+        _ok(
+            c.post(
+                f"/v1/models/{name}/versions",
+                data={"spec": json.dumps(spec)},
+                files={"weights": ("weights.safetensors", weights, "application/octet-stream")},
+            ),
+            "upload version",
+        )
+
+
+def platform_alias(base: str, key: str, name: str, alias: str, body: dict[str, Any]) -> None:
+    with httpx.Client(base_url=base, timeout=60.0, headers={"Authorization": f"Bearer {key}"}) as c:
+        _ok(c.put(f"/v1/models/{name}/aliases/{alias}", json=body), f"alias {alias}")
+
+
+def nudged_weights(weights: bytes) -> bytes:
+    """The same network with 1e-6 added to its last bias: another blob whose answers differ
+    from the original's by about that much."""
+    from safetensors.numpy import load, save
+
+    tensors = load(weights)
+    last = sorted(k for k in tensors if k.endswith("bias"))[-1]
+    tensors[last] = tensors[last] + np.float32(1e-6)
+    return save(tensors)
 
 
 def without_predict_limit(base: str, key: str, env: dict[str, str], home: Path) -> None:

@@ -151,6 +151,12 @@ def evaluate(report: Report) -> None:
         "embedded json (limit off)",
         0.95,
     )
+    rps(
+        "T10 a two-version alias (90/10) costs <= 3% of a plain alias @32",
+        "embedded json (two-version alias)",
+        "embedded json (plain alias)",
+        0.97,
+    )
     for conns in V2_CONNECTIONS:
         rps(
             f"T9 v2 binary @{conns} req/s >= 0.9x embedded npy",

@@ -181,3 +181,22 @@ def test_readme_command_line_section_works_as_written(live_server: str, tmp_path
     accuracy = next(line for line in lines if line.startswith("accuracy "))
     assert float(accuracy.split()[1]) >= 0.8
     assert lines[-1] == "alan-trained version 1 is ready"
+
+
+def test_readme_rollout_works_as_written(live_server: str, tmp_path: Path) -> None:
+    result = run_blocks(live_server, tmp_path, "walkthrough", "registry", "rollout")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[9:]
+    wrote, split = lines[0], json.loads(lines[1])
+    assert wrote == "wrote iris-mlp.safetensors"
+    assert split == {**split, "alias": "production", "version": 1, "versions": {"1": 90, "2": 10}}
+    counts = {}
+    for line in lines[2:4]:
+        count, _, version = line.split()
+        counts[version] = int(count)
+    assert sum(counts.values()) == 200
+    assert counts.get("2", 0) > 0
+    compare = json.loads(lines[-2])
+    served = {v["version"]: v["requests"] for v in compare["versions"]}
+    assert served == {1: counts["1"], 2: counts["2"]}
+    assert json.loads(lines[-1])["versions"] is None

@@ -53,6 +53,20 @@ class Metrics:
             ["model", "version", "status"],
             registry=self.registry,
         )
+        self.shadow_predictions = Counter(
+            "aiaas_shadow_predictions",
+            "Copies of requests run on an alias's shadow version, by outcome (succeeded, failed, "
+            "dropped when too many were in flight).",
+            ["model", "version", "status"],
+            registry=self.registry,
+        )
+        self.shadow_rows = Counter(
+            "aiaas_shadow_rows",
+            "Rows a classifier's shadow version predicted alike (agree) or not (disagree) with "
+            "the version that answered.",
+            ["model", "version", "result"],
+            registry=self.registry,
+        )
         self.prediction_latency = Histogram(
             "aiaas_prediction_latency_seconds",
             "Prediction time by stage: queue (waiting for a batch), compute (forward), total.",

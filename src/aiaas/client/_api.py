@@ -24,6 +24,7 @@ from aiaas.client.types import (
     Dataset,
     ExplainResult,
     Model,
+    ModelCard,
     Prediction,
     PredictResult,
     Training,
@@ -175,6 +176,25 @@ def list_versions(name: str, cursor: str | None) -> Call[Page[Version]]:
 
 def get_version(name: str, version: int | str) -> Call[Version]:
     return Call("GET", path("models", name, "versions", version), _one(Version), retryable=True)
+
+
+def card(name: str, version: int | str) -> Call[ModelCard]:
+    url = path("models", name, "versions", version, "card")
+    return Call("GET", url, _one(ModelCard), retryable=True)
+
+
+def card_markdown(name: str, version: int | str) -> Call[str]:
+    def parse(response: httpx.Response) -> str:
+        return response.text
+
+    url = path("models", name, "versions", version, "card")
+    return Call("GET", url, parse, headers={"accept": "text/markdown"}, retryable=True)
+
+
+def set_card(name: str, version: int | str, changes: Mapping[str, str | None]) -> Call[ModelCard]:
+    # A PATCH sets the same values however often it is sent.
+    url = path("models", name, "versions", version, "card")
+    return Call("PATCH", url, _one(ModelCard), json=dict(changes), retryable=True)
 
 
 def set_alias(name: str, alias: str, version: int | str) -> Call[Alias]:

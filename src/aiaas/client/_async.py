@@ -32,6 +32,7 @@ from aiaas.client.types import (
     Dataset,
     ExplainResult,
     Model,
+    ModelCard,
     Prediction,
     PredictResult,
     Training,
@@ -213,6 +214,18 @@ class Models(_Resource):
         return await self._client.run(
             _api.explain(name, inputs, method=method, target=target, version=version)
         )
+
+    async def card(self, name: str, version: int | str = "latest") -> ModelCard:
+        """The version's model card: its making, held-out metrics, and its owner's text."""
+        return await self._client.run(_api.card(name, version))
+
+    async def card_markdown(self, name: str, version: int | str = "latest") -> str:
+        """The card as a Markdown document, the owner's text escaped."""
+        return await self._client.run(_api.card_markdown(name, version))
+
+    async def set_card(self, name: str, version: int | str, **changes: str | None) -> ModelCard:
+        """Set ``intended_use`` and/or ``limitations`` (None clears one; owner only)."""
+        return await self._client.run(_api.set_card(name, version, changes))
 
 
 class Versions(_Resource):

@@ -31,6 +31,7 @@ from aiaas.client.types import (
     Dataset,
     ExplainResult,
     Model,
+    ModelCard,
     Prediction,
     PredictResult,
     Training,
@@ -225,6 +226,18 @@ class Models(_Resource):
         return self._client.run(
             _api.explain(name, inputs, method=method, target=target, version=version)
         )
+
+    def card(self, name: str, version: int | str = "latest") -> ModelCard:
+        """The version's model card: its making, held-out metrics, and its owner's text."""
+        return self._client.run(_api.card(name, version))
+
+    def card_markdown(self, name: str, version: int | str = "latest") -> str:
+        """The card as a Markdown document, the owner's text escaped."""
+        return self._client.run(_api.card_markdown(name, version))
+
+    def set_card(self, name: str, version: int | str, **changes: str | None) -> ModelCard:
+        """Set ``intended_use`` and/or ``limitations`` (None clears one; owner only)."""
+        return self._client.run(_api.set_card(name, version, changes))
 
 
 class Versions(_Resource):

@@ -84,6 +84,29 @@ class Version:
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """A version's card; ``not_recorded`` names what the platform has no record of."""
+
+    model: str
+    version: int
+    task: str
+    source: str
+    architecture: str
+    config: dict[str, Any]
+    parameters: int
+    input: dict[str, Any]
+    aliases: list[str] = field(default_factory=list)
+    labels: list[str] | None = None
+    training: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    created_by: dict[str, Any] = field(default_factory=dict)
+    intended_use: str | None = None
+    limitations: str | None = None
+    not_recorded: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Alias:
     alias: str
     version: int

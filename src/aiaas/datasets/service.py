@@ -284,19 +284,33 @@ def load_arrays(
     return from_npz_bytes(store.get_bytes(dataset.sha256), task=task, classes=dataset.classes)
 
 
-def load_pooled(
-    session: Session,
+def display_name(session: Session, *, owner: User, dataset_id: str) -> str:
+    """The name a dataset is listed under (a built-in's title, an upload's given name)."""
+    if dataset_id in builtins.BUILTINS:
+        return builtins.BUILTINS[dataset_id].name
+    if dataset_id.startswith(FEEDBACK):
+        return f"Feedback on {dataset_id.removeprefix(FEEDBACK)}"
+    return _uploaded(session, owner_id=owner.id, dataset_id=dataset_id).name
+
+
+def load_each(
+    session: Session, *, store: ArtifactStore, owner: User, dataset_ids: Sequence[str]
+) -> list[DatasetArrays]:
+    """Each dataset's rows, in the order given (a training records what each one gave)."""
+    return [load_arrays(session, store=store, owner=owner, dataset_id=i) for i in dataset_ids]
+
+
+def pool_loaded(
+    parts: Sequence[DatasetArrays],
     *,
-    store: ArtifactStore,
-    owner: User,
     dataset_ids: Sequence[str],
     classes: Sequence[ClassLabel] | None = None,
 ) -> DatasetArrays:
-    """The datasets' rows together, class indices mapped onto ``classes`` when given.
+    """The rows of ``parts`` (``load_each`` of ``dataset_ids``) together, class indices
+    mapped onto ``classes`` when given.
 
     Labels are matched as text, so an upload's integer 3 and a model's label "3" are one
     class; the pooled set then names its classes as text."""
-    parts = [load_arrays(session, store=store, owner=owner, dataset_id=i) for i in dataset_ids]
     if len(parts) == 1 and classes is None:
         return parts[0]
     target = [str(c) for c in classes] if classes is not None else None

@@ -3,20 +3,27 @@
 Each entry keeps the model's owner and visibility, so access is still checked per caller from
 the cached data. Registry changes drop the model's entries at once in this process
 (``events.MODEL_CHANGED``); the TTL bounds staleness for changes made through another gateway.
+An alias that splits its traffic or has a shadow resolves to a :class:`Rollout`, which picks a
+version per request.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
-from dataclasses import dataclass
+import zlib
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from aiaas.caching import RefreshingCache
 from aiaas.db import Database
 from aiaas.errors import NotFound
 from aiaas.registry import versions
-from aiaas.registry.models import Model, ModelAlias
+from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
 from aiaas.serving.spec import ServingSpec
 
@@ -31,9 +38,39 @@ class ResolvedVersion:
     capture_inputs: bool
     version: int
     spec: ServingSpec
+    # Set when an alias with a split or a shadow routed here: the roll-out it belongs to
+    # (whose figures the compare route reports), and the version that gets a copy.
+    rollout: RolloutKey | None = None
+    shadow: ResolvedVersion | None = None
 
     def visible_to(self, user_id: uuid.UUID) -> bool:
         return self.public or self.owner_id == user_id
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutKey:
+    """One alias's set-up: figures restart when the alias is set again."""
+
+    model_id: uuid.UUID
+    alias: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """An alias over weighted versions: each request picks one, by its routing key when it
+    has one (the same key, the same version) and at random otherwise."""
+
+    versions: tuple[ResolvedVersion, ...]
+    bounds: tuple[int, ...]  # cumulative weights: version i takes [bounds[i-1], bounds[i])
+
+    def pick(self, routing_key: str | None) -> ResolvedVersion:
+        if routing_key is None:
+            point = random.randrange(100)  # noqa: S311 (a traffic split, not a secret)
+        else:
+            # A stable hash (unlike hash(), not salted per process): every gateway agrees.
+            point = zlib.crc32(routing_key.encode()) % 100
+        return self.versions[bisect_right(self.bounds, point)]
 
 
 class _VersionMissing(Exception):
@@ -59,24 +96,27 @@ class ModelDirectory:
         self._database = database
         self._default_batch = default_max_batch_size
         self._default_delay = default_max_delay_ms
-        self._cache: RefreshingCache[tuple[str, str | None], ResolvedVersion] = RefreshingCache(
-            ttl_s=ttl_s
+        self._cache: RefreshingCache[tuple[str, str | None], ResolvedVersion | Rollout] = (
+            RefreshingCache(ttl_s=ttl_s)
         )
 
-    async def resolve(self, name: str, ref: str | None, user_id: uuid.UUID) -> ResolvedVersion:
+    async def resolve(
+        self, name: str, ref: str | None, user_id: uuid.UUID, routing_key: str | None = None
+    ) -> ResolvedVersion:
         try:
-            found = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
+            entry = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
         except _VersionMissing as missing:
             # Another account's private model answers as an unknown name does, whatever
             # version was asked: "no version 7" would confirm that the model exists.
             if not (missing.public or missing.owner_id == user_id):
                 raise NotFound(f"No model named '{name}'.") from None
             raise NotFound(missing.detail) from None
+        found = entry.pick(routing_key) if isinstance(entry, Rollout) else entry
         if not found.visible_to(user_id):
             raise NotFound(f"No model named '{name}'.")
         return found
 
-    def _lookup(self, name: str, ref: str | None) -> ResolvedVersion:
+    def _lookup(self, name: str, ref: str | None) -> ResolvedVersion | Rollout:
         with self._database.session() as session:
             model = session.scalar(select(Model).where(Model.name == name))
             if model is None:
@@ -86,27 +126,67 @@ class ModelDirectory:
                 ref_used: str | int = DEFAULT_ALIAS if alias else LATEST
             else:
                 ref_used = ref
+                parsed = versions.parse_reference(ref)
+                alias = (
+                    session.get(ModelAlias, (model.id, parsed))
+                    if isinstance(parsed, str) and parsed != LATEST
+                    else None
+                )
             try:
                 found = versions.resolve_version(session, model=model, ref=ref_used)
             except NotFound as exc:
                 raise _VersionMissing(
                     exc.detail, owner_id=model.owner_id, public=model.visibility == "public"
                 ) from None
-            return ResolvedVersion(
-                model_id=model.id,
-                model=model.name,
-                owner_id=model.owner_id,
-                public=model.visibility == "public",
-                task=model.task,
-                capture_inputs=model.capture_inputs,
-                version=found.number,
-                spec=versions.serving_spec(
-                    model,
-                    found,
-                    default_max_batch_size=self._default_batch,
-                    default_max_delay_ms=self._default_delay,
-                ),
-            )
+            resolved = self._resolved(model, found)
+            if alias is None or (not alias.split and alias.shadow is None):
+                return resolved
+            return self._rollout(session, model, alias, resolved)
+
+    def _resolved(self, model: Model, version: ModelVersion) -> ResolvedVersion:
+        return ResolvedVersion(
+            model_id=model.id,
+            model=model.name,
+            owner_id=model.owner_id,
+            public=model.visibility == "public",
+            task=model.task,
+            capture_inputs=model.capture_inputs,
+            version=version.number,
+            spec=versions.serving_spec(
+                model,
+                version,
+                default_max_batch_size=self._default_batch,
+                default_max_delay_ms=self._default_delay,
+            ),
+        )
+
+    def _rollout(
+        self, session: Session, model: Model, alias: ModelAlias, primary: ResolvedVersion
+    ) -> Rollout:
+        key = RolloutKey(model_id=model.id, alias=alias.alias, since=alias.updated_at)
+        shadow = self._resolved(model, alias.shadow) if alias.shadow is not None else None
+        shares: list[tuple[ResolvedVersion, int]] = []
+        if alias.split:
+            ids = [uuid.UUID(share["version_id"]) for share in alias.split]
+            rows = {
+                v.id: v
+                for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(ids)))
+            }
+            for ident, share in zip(ids, alias.split, strict=True):
+                if ident in rows:  # a version deleted since takes no traffic
+                    shares.append((self._resolved(model, rows[ident]), int(share["weight"])))
+        if not shares:
+            shares = [(primary, 100)]
+        total = sum(weight for _, weight in shares)
+        bounds, running = [], 0
+        for _, weight in shares:
+            running += weight
+            # Rescaled to 100 when a deleted version left the weights short.
+            bounds.append(running * 100 // total)
+        return Rollout(
+            versions=tuple(replace(v, rollout=key, shadow=shadow) for v, _ in shares),
+            bounds=tuple(bounds),
+        )
 
     def forget(self, name: str) -> None:
         self._cache.forget(lambda key: key[0] == name)

@@ -134,7 +134,7 @@ class PredictFastLane(Lane[str]):
         return PREDICT_ROUTE
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, route: str) -> int:
-        authorization = content_type = accept = None
+        authorization = content_type = accept = routing_key = None
         declared = None
         for key, value in scope["headers"]:
             if key == b"authorization":
@@ -145,6 +145,8 @@ class PredictFastLane(Lane[str]):
                 accept = value.decode("latin-1")
             elif key == b"content-length":
                 declared = value
+            elif key == b"aiaas-routing-key":
+                routing_key = value.decode("latin-1")
         body = await self.read_body(receive, declared)
         ref = None
         if scope["query_string"]:
@@ -156,9 +158,12 @@ class PredictFastLane(Lane[str]):
             authorization=authorization,
             content_type=content_type,
             body=body,
+            routing_key=routing_key,
         )
         payload, fields = result.render(accept)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
+        # Which version answered: with an alias split between versions, not the same each time.
+        headers.append((b"aiaas-model-version", b"%d" % result.resolved.version))
         if result.rate_limit is not None:
             headers += result.rate_limit.headers()
         headers.append((b"content-length", b"%d" % len(payload)))

@@ -22,8 +22,9 @@ from aiaas.accounts.service import Principal
 from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
 from aiaas.errors import PROBLEM_CONTENT_TYPE
 from aiaas.pagination import PageParams, page_params
-from aiaas.predictions import feedback, service
+from aiaas.predictions import compare, feedback, service
 from aiaas.predictions.schemas import (
+    AliasComparison,
     FeedbackCreate,
     PredictionCreate,
     PredictionPage,
@@ -32,6 +33,7 @@ from aiaas.predictions.schemas import (
 from aiaas.predictions.sync import JSON, NPY, PredictPath
 from aiaas.predictions.tasks import PREDICTION_JOB
 from aiaas.quotas.deps import QuotasDep
+from aiaas.registry import service as registry
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -108,6 +110,24 @@ async def predict(
 
 
 Predictor = Annotated[Principal, Depends(require_scope(Scope.PREDICT))]
+Reader = Annotated[Principal, Depends(require_scope(Scope.MODELS_READ))]
+
+
+@router.get(
+    "/models/{name}/aliases/{alias}/compare",
+    responses={**dict.fromkeys((401, 403, 404), _PROBLEM)},
+)
+def compare_alias(
+    name: str, alias: str, request: Request, principal: Reader, session: SessionDep
+) -> AliasComparison:
+    """How the versions behind ALIAS fare since it was set: per version, requests, errors,
+    latency, a shadow's agreement with the answering version, and accuracy on feedback.
+    The model's owner only: the figures describe its traffic."""
+    model = registry.writable_model(session, name=name, user=principal.user)
+    path: PredictPath = request.app.state.predict_path
+    return AliasComparison.model_validate(
+        compare.compare(session, model=model, alias=alias, stats=path.rollouts)
+    )
 
 
 @router.post(

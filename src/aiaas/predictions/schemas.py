@@ -70,3 +70,35 @@ class FeedbackCreate(BaseModel):
 
 
 PredictionPage = Page[PredictionRead]
+
+
+class VersionComparison(BaseModel):
+    version: int
+    role: Literal["primary", "canary", "shadow"]
+    weight: int = Field(description="Its share of the alias's traffic, in percent (0: shadow).")
+    requests: int
+    errors: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    agreement: float | None = Field(
+        description="For the shadow of a classifier: the share of rows where it predicted the "
+        "answering version's class."
+    )
+    mean_abs_difference: float | None = Field(
+        description="For the shadow of a regressor: the mean absolute difference per row."
+    )
+    compared_rows: int
+    feedback: dict[str, float] | None = Field(
+        description="`rows` with feedback since the alias was set and the `accuracy` on them."
+    )
+
+
+class AliasComparison(BaseModel):
+    """Figures since the alias was last set; live figures are this gateway's."""
+
+    model: str
+    alias: str
+    since: datetime
+    primary: int
+    shadow: int | None
+    versions: list[VersionComparison]

@@ -45,6 +45,7 @@ from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
 from aiaas.ml.tensors import FloatBatch, decode_json_body, decode_npy, encode_npy
 from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
+from aiaas.predictions.rollouts import RolloutStats
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.ratelimits.limiter import Bucket
 from aiaas.ratelimits.policy import credential_id
@@ -135,7 +136,11 @@ class PredictPath:
     record: Recorder | None = None
     limits: RateLimits | None = None
     meter: UsageMeter | None = None
+    rollouts: RolloutStats = field(default_factory=RolloutStats)
     _children: dict[tuple[str, int], _Counters] = field(default_factory=dict)
+    # Shadow runs in flight, held so they are not collected mid-run; bounded by
+    # AIAAS_SHADOW_MAX_IN_FLIGHT (past it, copies are dropped and counted).
+    _shadows: set[asyncio.Task[None]] = field(default_factory=set)
     _buckets: dict[tuple[int, RouteClass], tuple[object, list[Bucket]]] = field(
         default_factory=dict
     )
@@ -215,20 +220,37 @@ class PredictPath:
         authorization: str | None,
         content_type: str | None,
         body: bytes,
+        routing_key: str | None = None,
     ) -> Awaitable[PredictResult]:
         """``POST /v1/models/{name}/predict``: a JSON or ``.npy`` body."""
         decode = functools.partial(self.decode, body, content_type)
-        return self.serve(name=name, ref=ref, authorization=authorization, decode=decode)
+        return self.serve(
+            name=name, ref=ref, authorization=authorization, decode=decode, routing_key=routing_key
+        )
 
     async def serve(
-        self, *, name: str, ref: str | None, authorization: str | None, decode: Decoder
+        self,
+        *,
+        name: str,
+        ref: str | None,
+        authorization: str | None,
+        decode: Decoder,
+        routing_key: str | None = None,
     ) -> PredictResult:
         """One synchronous prediction of the version ``ref`` of ``name``, whatever the body's
-        protocol: ``decode`` turns the body into the batch for the version it resolved to."""
+        protocol: ``decode`` turns the body into the batch for the version it resolved to.
+        ``routing_key`` (the ``Aiaas-Routing-Key`` header) keeps a caller on one version of an
+        alias that splits its traffic."""
         start = time.perf_counter()
         user_id, rate_limit = await self.caller(authorization)
         return await self.serve_as(
-            user_id, name=name, ref=ref, decode=decode, rate_limit=rate_limit, start=start
+            user_id,
+            name=name,
+            ref=ref,
+            decode=decode,
+            rate_limit=rate_limit,
+            start=start,
+            routing_key=routing_key,
         )
 
     async def serve_as(
@@ -240,11 +262,14 @@ class PredictPath:
         decode: Decoder,
         rate_limit: Decision | None = None,
         start: float | None = None,
+        routing_key: str | None = None,
     ) -> PredictResult:
         """``serve`` for a caller already known: the dashboard's playground, whose browser
         session stands for the account (and carries no API key to check)."""
         start = time.perf_counter() if start is None else start
-        resolved, batch = await self.admit(user_id, name=name, ref=ref, decode=decode)
+        resolved, batch = await self.admit(
+            user_id, name=name, ref=ref, decode=decode, routing_key=routing_key
+        )
         ident, outputs = await self.run(user_id, resolved, batch)
         self._total_latency.observe(time.perf_counter() - start)
         return PredictResult(ident, resolved, outputs, rate_limit)
@@ -256,11 +281,12 @@ class PredictPath:
         name: str,
         ref: str | None,
         decode: Callable[[ResolvedVersion], T],
+        routing_key: str | None = None,
     ) -> tuple[ResolvedVersion, T]:
         """The version ``ref`` of ``name`` resolves to for this caller, and the body as
         ``decode`` reads it for that version (a refused body counts in the caller's usage):
         what every route that runs a model asks after who calls."""
-        resolved = await self.directory.resolve(name, ref, user_id)
+        resolved = await self.directory.resolve(name, ref, user_id, routing_key)
         try:
             decoded = decode(resolved)
         except AppError:
@@ -305,12 +331,16 @@ class PredictPath:
             ) from exc
         finally:
             self._in_flight.dec()
+            took = time.perf_counter() - forward
             if meter is not None:
-                took = time.perf_counter() - forward
                 meter.record(
                     user_id, resolved.model_id, rows=len(batch), compute_s=took, error=failed
                 )
+            if resolved.rollout is not None:
+                self.rollouts.served(resolved, took, failed=failed)
         counters.succeeded.inc()
+        if resolved.shadow is not None:
+            self._start_shadow(resolved, resolved.shadow, batch, outputs)
         ident = fast_uuid4()
         if resolved.capture_inputs and self.record is not None:
             try:
@@ -319,6 +349,48 @@ class PredictPath:
                 # The prediction itself succeeded: answer it; only feedback on it is lost.
                 log.exception("could not keep prediction %s for feedback", ident)
         return ident, outputs
+
+    def _start_shadow(
+        self,
+        primary: ResolvedVersion,
+        shadow: ResolvedVersion,
+        batch: FloatBatch,
+        outputs: np.ndarray,
+    ) -> None:
+        """Run a copy on the alias's shadow version once the caller's answer is made: a task of
+        its own, so nothing it does (waiting, failing) reaches the caller."""
+        shadows = self.metrics.shadow_predictions
+        if len(self._shadows) >= self.settings.shadow_max_in_flight:
+            shadows.labels(shadow.model, str(shadow.version), "dropped").inc()
+            return
+        task = asyncio.get_running_loop().create_task(self._shadow(primary, shadow, batch, outputs))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(
+        self,
+        primary: ResolvedVersion,
+        shadow: ResolvedVersion,
+        batch: FloatBatch,
+        outputs: np.ndarray,
+    ) -> None:
+        labels = (shadow.model, str(shadow.version))
+        start = time.perf_counter()
+        try:
+            theirs = await self.dispatcher.predict(shadow.spec, batch)
+        except Exception as exc:  # counted, never raised: the caller has its answer
+            log.info("shadow v%d of %s failed: %s", shadow.version, shadow.model, exc)
+            self.metrics.shadow_predictions.labels(*labels, "failed").inc()
+            self.rollouts.shadowed(primary, shadow, 0.0, ours=outputs, theirs=None)
+            return
+        took = time.perf_counter() - start
+        self.metrics.shadow_predictions.labels(*labels, "succeeded").inc()
+        compared, agreeing = self.rollouts.shadowed(
+            primary, shadow, took, ours=outputs, theirs=theirs
+        )
+        if primary.task == "classification":
+            self.metrics.shadow_rows.labels(*labels, "agree").inc(agreeing)
+            self.metrics.shadow_rows.labels(*labels, "disagree").inc(compared - agreeing)
 
     def _counters(self, resolved: ResolvedVersion) -> _Counters:
         # Looking labelled children up in prometheus_client takes a lock and a dict build per

@@ -72,6 +72,16 @@ class ModelVersion(Base):
     max_batch_size: Mapped[int | None] = mapped_column(Integer)
     max_delay_ms: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The card's owner-written text. Deferred with the provenance: only the card reads them,
+    # and up to 20,000 characters a version would weigh on every version listing.
+    intended_use: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_group="card")
+    limitations: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_group="card")
+    # What a training made this version from, written with it: {"training_id", "datasets":
+    # [{"id", "name", "rows"}], "hyperparameters", "base_version", "input_range": {"min",
+    # "max"}}; a key may hold null where it was not recorded. Null for an upload.
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, deferred=True, deferred_group="card"
+    )
 
     model: Mapped[Model] = relationship(back_populates="versions")
 
@@ -83,10 +93,22 @@ class ModelAlias(Base):
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
     )
     alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    # The primary version: all the traffic, or the heaviest share of a split; what the
+    # alias names wherever one version is meant (a fine-tune's base, async jobs).
     version_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    # A weighted split: [{"version_id": "<uuid>", "weight": 90}, ...], weights summing to 100
+    # (the primary among them); null when the primary takes everything.
+    split: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # Gets a copy of each request after the caller has its answer, for comparison.
+    shadow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
     )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="aliases")
-    version: Mapped[ModelVersion] = relationship(lazy="joined")
+    version: Mapped[ModelVersion] = relationship(lazy="joined", foreign_keys=[version_id])
+    shadow: Mapped[ModelVersion | None] = relationship(
+        lazy="joined", foreign_keys=[shadow_version_id]
+    )

@@ -1,9 +1,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Response,
+    UploadFile,
+    status,
+)
 from fastapi.responses import StreamingResponse
 
 from aiaas import events
@@ -16,14 +27,16 @@ from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams, page_params
 from aiaas.quotas import Quota
 from aiaas.quotas.deps import QuotasDep
-from aiaas.registry import service, versions
+from aiaas.registry import cards, service, versions
 from aiaas.registry.deps import ReadableModel, WritableModel
-from aiaas.registry.models import Model, ModelVersion
+from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.registry.schemas import (
     AliasRead,
     AliasSet,
     ArchitectureList,
     ArchitectureRead,
+    CardRead,
+    CardUpdate,
     InputRead,
     ModelCreate,
     ModelPage,
@@ -220,6 +233,82 @@ def update_version(
     return _version_read(found, versions.aliases_by_version(model).get(found.number, []))
 
 
+CardFormat = Annotated[
+    Literal["json", "markdown"] | None,
+    Query(alias="format", description="`markdown` or `json`; wins over the Accept header."),
+]
+_CARD_FORMS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, cards.MARKDOWN: {}}},
+}
+
+
+def _card(model: Model, version: ModelVersion, principal: Principal) -> dict[str, Any]:
+    owned = model.owner_id == principal.user.id
+    return cards.build_card(
+        cards.CardFacts(
+            model=model.name,
+            task=model.task,
+            version=version.number,
+            aliases=versions.aliases_by_version(model).get(version.number, []),
+            architecture=version.architecture,
+            config=version.config,
+            parameters=version.parameters,
+            labels=version.labels,
+            input_shape=version.input_shape,
+            input_dtype=version.input_dtype,
+            metrics=version.metrics,
+            provenance=version.provenance,
+            created_at=version.created_at,
+            owned=owned,
+            owner_email=principal.user.email if owned else None,
+            intended_use=version.intended_use,
+            limitations=version.limitations,
+        )
+    )
+
+
+@router.get(
+    "/models/{name}/versions/{version}/card", response_model=CardRead, responses=_CARD_FORMS
+)
+def get_card(
+    model: ReadableModel,
+    version: VersionRef,
+    principal: Reader,
+    session: SessionDep,
+    response: Response,
+    accept: Annotated[str | None, Header(description="`text/markdown` for Markdown.")] = None,
+    format_: CardFormat = None,
+) -> CardRead | Response:
+    """The version's model card: architecture, input, training data and hyperparameters,
+    held-out metrics, and its owner's intended use and limitations. JSON, or Markdown with
+    `Accept: text/markdown` or `?format=markdown` (user text escaped)."""
+    found = versions.resolve_version(session, model=model, ref=version)
+    card = _card(model, found, principal)
+    # The same URL answers two forms: a cache must key on the header that picks one.
+    if cards.wants_markdown(accept, format_):
+        return Response(
+            cards.render_markdown(card),
+            media_type=f"{cards.MARKDOWN}; charset=utf-8",
+            headers={"Vary": "Accept"},
+        )
+    response.headers["Vary"] = "Accept"
+    return CardRead.model_validate(card)
+
+
+@router.patch("/models/{name}/versions/{version}/card")
+def update_card(
+    body: CardUpdate,
+    model: WritableModel,
+    version: VersionRef,
+    principal: Writer,
+    session: SessionDep,
+) -> CardRead:
+    """Set the card's `intended_use` and `limitations` (owner only; null clears one)."""
+    found = versions.resolve_version(session, model=model, ref=version)
+    versions.update_card(session, version=found, changes=body)
+    return CardRead.model_validate(_card(model, found, principal))
+
+
 @router.get(
     "/models/{name}/versions/{version}/weights",
     response_class=StreamingResponse,
@@ -254,24 +343,37 @@ def download_weights(
     )
 
 
+def _alias_read(session: SessionDep, row: ModelAlias) -> AliasRead:
+    return AliasRead(
+        alias=row.alias,
+        version=row.version.number,
+        versions=versions.split_numbers(session, row),
+        shadow=row.shadow.number if row.shadow is not None else None,
+        updated_at=row.updated_at,
+    )
+
+
 @router.put("/models/{name}/aliases/{alias}")
 def set_alias(
     alias: str, body: AliasSet, model: WritableModel, session: SessionDep, bus: EventsDep
 ) -> AliasRead:
-    """Point ALIAS (production, staging, any slug) at a version."""
-    row = versions.set_alias(session, model=model, alias=alias, ref=body.version)
+    """Point ALIAS (production, staging, any slug) at a version, or split it between versions
+    by weight (`{"versions": {"3": 90, "4": 10}}`), optionally with a `shadow` version."""
+    row = versions.set_alias(
+        session,
+        model=model,
+        alias=alias,
+        ref=body.version,
+        weights=body.versions,
+        shadow=body.shadow,
+    )
     bus.publish(events.MODEL_CHANGED, model.name)
-    return AliasRead(alias=row.alias, version=row.version.number, updated_at=row.updated_at)
+    return _alias_read(session, row)
 
 
 @router.get("/models/{name}/aliases")
-def list_aliases(model: ReadableModel) -> dict[str, list[AliasRead]]:
-    return {
-        "data": [
-            AliasRead(alias=a.alias, version=a.version.number, updated_at=a.updated_at)
-            for a in model.aliases
-        ]
-    }
+def list_aliases(model: ReadableModel, session: SessionDep) -> dict[str, list[AliasRead]]:
+    return {"data": [_alias_read(session, a) for a in model.aliases]}
 
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT)

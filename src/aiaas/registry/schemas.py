@@ -3,9 +3,17 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from aiaas.ml.task import Task
 from aiaas.pagination import Page
@@ -122,13 +130,46 @@ class VersionUpdate(_Strict):
 VersionPage = Page[VersionRead]
 
 
+VersionRef = StrictInt | str
+Weight = Annotated[int, Field(ge=1, le=100)]
+
+
 class AliasSet(_Strict):
-    version: StrictInt | str = Field(description="A version number, another alias, or 'latest'.")
+    """Either ``version`` (all the traffic) or ``versions`` (a weighted split); either may
+    have a ``shadow``."""
+
+    version: VersionRef | None = Field(
+        default=None, description="A version number, another alias, or 'latest'."
+    )
+    versions: dict[str, Weight] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=10,
+        description="Versions and their integer weights (summing to 100): requests through "
+        "the alias are split by weight, sticky per `Aiaas-Routing-Key` header.",
+    )
+    shadow: VersionRef | None = Field(
+        default=None,
+        description="A version that gets a copy of each request after the caller has its "
+        "answer; its agreement and latency are compared at `.../compare`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.version is None) == (self.versions is None):
+            raise ValueError("give either version or versions")
+        if self.versions is not None and sum(self.versions.values()) != 100:
+            raise ValueError("the weights of versions must sum to 100")
+        return self
 
 
 class AliasRead(BaseModel):
     alias: str
-    version: int
+    version: int = Field(description="The primary version: the only one, or the heaviest.")
+    versions: dict[str, int] | None = Field(
+        default=None, description="The weighted split, when there is one."
+    )
+    shadow: int | None = None
     updated_at: datetime
 
 
@@ -142,3 +183,92 @@ class ArchitectureRead(BaseModel):
 
 class ArchitectureList(BaseModel):
     data: list[ArchitectureRead]
+
+
+CARD_TEXT_MAX = 10_000
+# C0 controls but tab and line breaks, and DEL: no prose needs them, and PostgreSQL refuses
+# to store a NUL at all.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_controls(text: str) -> str:
+    if _CONTROL.search(text):
+        raise ValueError("control characters other than tabs and line breaks are not allowed")
+    return text
+
+
+CardText = Annotated[str, StringConstraints(max_length=CARD_TEXT_MAX), AfterValidator(_no_controls)]
+
+
+class CardUpdate(_Strict):
+    """The owner's text on a version's card; a field left out stays, null clears it."""
+
+    intended_use: CardText | None = Field(
+        default=None, description="What the version is for, and for whom."
+    )
+    limitations: CardText | None = Field(
+        default=None, description="Where it falls short: data it has not seen, known errors."
+    )
+
+
+class ValueRange(BaseModel):
+    min: float
+    max: float
+
+
+class CardInput(BaseModel):
+    shape: list[int | None] = Field(description="One example's shape; null: any length.")
+    dtype: str
+    value_range: ValueRange | None = Field(
+        description="The smallest and largest input value in the training data; null where "
+        "not recorded (uploads)."
+    )
+
+
+class CardDataset(BaseModel):
+    id: str
+    name: str | None
+    rows: int | None = Field(description="Rows the training read from it; null: not recorded.")
+
+
+class CardTraining(BaseModel):
+    datasets: list[CardDataset]
+    splits: dict[str, int] | None = Field(description="Rows in the train/validation/test splits.")
+    hyperparameters: dict[str, Any] | None
+    epochs_run: int | None
+    stopped_early: bool | None
+    base_version: int | None = Field(description="The version this one was fine-tuned from.")
+    base_metrics: dict[str, Any] | None = Field(
+        description="The base version's figures on this training's held-out rows."
+    )
+
+
+class CardAuthor(BaseModel):
+    owned: bool = Field(description="Whether the caller owns the model.")
+    email: str | None = Field(description="The owner's address, shown to the owner only.")
+
+
+class CardRead(BaseModel):
+    model: str
+    version: int
+    aliases: list[str]
+    task: Task
+    source: Literal["training", "upload"]
+    architecture: str
+    config: dict[str, Any]
+    parameters: int
+    labels: list[str] | None
+    input: CardInput
+    training: CardTraining | None = Field(description="Null for an uploaded version.")
+    metrics: dict[str, Any] | None = Field(
+        description="Held-out figures: accuracy, precision, recall, F1, per class and the "
+        "confusion matrix (classification), or MAE, RMSE and R² (regression), and the split "
+        "they were measured on (`evaluated_on`)."
+    )
+    created_at: datetime
+    created_by: CardAuthor
+    intended_use: str | None
+    limitations: str | None
+    not_recorded: list[str] = Field(
+        description="What the platform has no record of for this version (dotted paths)."
+    )

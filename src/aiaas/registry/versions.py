@@ -7,6 +7,7 @@ file whose tensors match, name for name and shape for shape, the model the confi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
 import torch
@@ -24,7 +25,13 @@ from aiaas.ml.weights import check_state_dict, load_safetensors
 from aiaas.pagination import PageParams, fetch_page
 from aiaas.quotas import Quota, Quotas
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
-from aiaas.registry.schemas import LATEST, VersionSpec, VersionUpdate, alias_problem
+from aiaas.registry.schemas import (
+    LATEST,
+    CardUpdate,
+    VersionSpec,
+    VersionUpdate,
+    alias_problem,
+)
 from aiaas.registry.service import release_artifacts
 from aiaas.serving.spec import ServingSpec
 from aiaas.storage import ArtifactStore
@@ -249,22 +256,95 @@ def update_version(session: Session, *, version: ModelVersion, changes: VersionU
     session.commit()
 
 
-def set_alias(session: Session, *, model: Model, alias: str, ref: str | int) -> ModelAlias:
+def update_card(session: Session, *, version: ModelVersion, changes: CardUpdate) -> None:
+    """Set the owner's text on the version's card; a field left out of ``changes`` stays."""
+    for field, value in changes.model_dump(exclude_unset=True).items():
+        setattr(version, field, value)
+    session.commit()
+
+
+def set_alias(
+    session: Session,
+    *,
+    model: Model,
+    alias: str,
+    ref: str | int | None = None,
+    weights: Mapping[str, int] | None = None,
+    shadow: str | int | None = None,
+) -> ModelAlias:
+    """Point ``alias`` at one version (``ref``) or split it by ``weights`` (refs to integer
+    weights summing to 100); ``shadow`` gets a copy of the traffic. References are resolved
+    now: the alias names versions, not other aliases."""
     problem = alias_problem(alias)
     if problem:
         raise InvalidInput(
             f"'{alias}' cannot be an alias.", errors=[{"loc": ["path", "alias"], "msg": problem}]
         )
-    version = resolve_version(session, model=model, ref=ref)
+    split: list[tuple[ModelVersion, int]] = []
+    if weights is not None:
+        for key, weight in weights.items():
+            try:
+                split.append((resolve_version(session, model=model, ref=key), weight))
+            except NotFound as exc:
+                raise InvalidInput(
+                    exc.detail, errors=[{"loc": ["body", "versions", key], "msg": exc.detail}]
+                ) from None
+        if len({v.id for v, _ in split}) != len(split):
+            raise InvalidInput(
+                "The split names one version twice.",
+                errors=[{"loc": ["body", "versions"], "msg": "each version once"}],
+            )
+        # The heaviest share is the primary (the first named, on a tie).
+        primary = max(split, key=lambda pair: pair[1])[0]
+    else:
+        primary = resolve_version(session, model=model, ref=LATEST if ref is None else ref)
+    shadow_version = None
+    if shadow is not None:
+        shadow_version = resolve_version(session, model=model, ref=shadow)
+        _check_shadow(shadow_version, primary, [v for v, _ in split])
     row = session.get(ModelAlias, (model.id, alias))
     if row is None:
         row = ModelAlias(model_id=model.id, alias=alias)
         session.add(row)
-    row.version_id = version.id
-    row.version = version
+    row.version_id = primary.id
+    row.version = primary
+    row.split = [{"version_id": str(v.id), "weight": w} for v, w in split] or None
+    row.shadow_version_id = shadow_version.id if shadow_version is not None else None
+    row.shadow = shadow_version
     row.updated_at = utcnow()
     session.commit()
     return row
+
+
+def _check_shadow(
+    shadow: ModelVersion, primary: ModelVersion, split: Sequence[ModelVersion]
+) -> None:
+    def refuse(msg: str) -> InvalidInput:
+        return InvalidInput(msg, errors=[{"loc": ["body", "shadow"], "msg": msg}])
+
+    if shadow.id == primary.id or any(v.id == shadow.id for v in split):
+        raise refuse("The shadow must be a version the alias does not serve.")
+    # The shadow gets the very batch the primary ran: it must take the same inputs.
+    if list(shadow.input_shape) != list(primary.input_shape):
+        raise refuse(
+            f"The shadow takes inputs shaped {shadow.input_shape}, "
+            f"the alias's version {primary.input_shape}."
+        )
+
+
+def split_numbers(session: Session, row: ModelAlias) -> dict[str, int] | None:
+    """An alias's split as version numbers to weights (versions deleted since are left out);
+    None when it has none."""
+    if not row.split:
+        return None
+    ids = [uuid.UUID(share["version_id"]) for share in row.split]
+    query = select(ModelVersion.id, ModelVersion.number).where(ModelVersion.id.in_(ids))
+    numbers: dict[uuid.UUID, int] = dict(session.execute(query).all())
+    return {
+        str(numbers[i]): int(share["weight"])
+        for i, share in zip(ids, row.split, strict=True)
+        if i in numbers
+    }
 
 
 def delete_alias(session: Session, *, model: Model, alias: str) -> None:

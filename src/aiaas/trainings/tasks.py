@@ -77,6 +77,8 @@ class Plan:
     base_weights: bytes | None
     checkpoint: bytes | None
     data: DatasetArrays
+    # Each dataset as the training read it: {"id", "name", "rows"}.
+    sources: list[dict[str, Any]]
 
 
 def _read_plan(ctx: WorkerContext, ident: uuid.UUID) -> Plan:
@@ -87,13 +89,20 @@ def _read_plan(ctx: WorkerContext, ident: uuid.UUID) -> Plan:
         if owner is None or session.get(Model, training.model_id) is None:
             raise Failed("the model or its owner was deleted")
         try:
-            data = datasets.load_pooled(
-                session,
-                store=ctx.store,
-                owner=owner,
-                dataset_ids=training.datasets,
-                classes=training.classes,
+            parts = datasets.load_each(
+                session, store=ctx.store, owner=owner, dataset_ids=training.datasets
             )
+            data = datasets.pool_loaded(
+                parts, dataset_ids=training.datasets, classes=training.classes
+            )
+            sources = [
+                {
+                    "id": dataset_id,
+                    "name": datasets.display_name(session, owner=owner, dataset_id=dataset_id),
+                    "rows": part.rows,
+                }
+                for dataset_id, part in zip(training.datasets, parts, strict=True)
+            ]
         except AppError as exc:
             raise Failed(f"the dataset cannot be read: {exc.detail}") from None
         base_weights = None
@@ -121,6 +130,7 @@ def _read_plan(ctx: WorkerContext, ident: uuid.UUID) -> Plan:
             base_weights=base_weights,
             checkpoint=checkpoint,
             data=data,
+            sources=sources,
         )
 
 
@@ -128,7 +138,7 @@ def _training_data(plan: Plan) -> TrainingData:
     data = plan.data
     if plan.classes is None:
         return TrainingData(x=data.x, y=data.y, task="regression", classes=None)
-    # load_pooled mapped the rows' classes onto plan.classes: y indexes them already.
+    # pool_loaded mapped the rows' classes onto plan.classes: y indexes them already.
     return TrainingData(
         x=data.x, y=data.y, task="classification", classes=[str(c) for c in plan.classes]
     )
@@ -364,6 +374,7 @@ def _attempt(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
             metrics=metrics,
             commit=False,
         )
+        version.provenance = _provenance(ident, plan)
         number, digest = version.number, version.sha256
         result_row = session.execute(
             update(Training)
@@ -387,6 +398,19 @@ def _attempt(ctx: WorkerContext, ident: uuid.UUID, attempt: int) -> str:
     if checkpoint:
         release_checkpoint(ctx.database, ctx.store, checkpoint)
     return SUCCEEDED
+
+
+def _provenance(ident: uuid.UUID, plan: Plan) -> dict[str, Any]:
+    """What the version's card says it was made from (``ModelVersion.provenance``)."""
+    x = plan.data.x
+    return {
+        "training_id": str(ident),
+        "datasets": plan.sources,
+        "hyperparameters": plan.hyperparameters,
+        "base_version": plan.base_version,
+        # float32's shortest text, so 0.1 reads 0.1 rather than 0.10000000149011612.
+        "input_range": {"min": float(str(x.min())), "max": float(str(x.max()))},
+    }
 
 
 TRAINING = jobs.JobKind(

@@ -131,8 +131,7 @@ class OpenInferenceLane(Lane[Route]):
                 headers={"Allow": route.method or ""},
             )
         headers = dict(scope["headers"])
-        raw = headers.get(b"authorization")
-        authorization = raw.decode("latin-1") if raw is not None else None
+        authorization = _text(headers.get(b"authorization"))
         service = self.service
         decision: Decision | None = None
         extra: list[tuple[bytes, bytes]] = []
@@ -146,6 +145,7 @@ class OpenInferenceLane(Lane[Route]):
                 body=body,
                 header_length=headers.get(HEADER_LENGTH),
                 content_encoding=headers.get(b"content-encoding"),
+                routing_key=_text(headers.get(b"aiaas-routing-key")),
             )
             payload, decision = answer.body, answer.rate_limit
             if answer.header_length is not None:
@@ -175,3 +175,7 @@ class OpenInferenceLane(Lane[Route]):
         await send({"type": "http.response.start", "status": 200, "headers": extra})
         await send({"type": "http.response.body", "body": payload})
         return 200
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode("latin-1") if raw is not None else None

@@ -101,12 +101,17 @@ class OpenInference:
         body: bytes,
         header_length: bytes | None,
         content_encoding: bytes | None,
+        routing_key: str | None = None,
     ) -> Answer:
         """``header_length`` and ``content_encoding``: the request's headers of those names,
         as sent (checked with the body, once the caller and the version are known)."""
         call = _Call(body, header_length, content_encoding, self.settings.max_batch_rows)
         result = await self.path.serve(
-            name=name, ref=ref, authorization=authorization, decode=call.decode
+            name=name,
+            ref=ref,
+            authorization=authorization,
+            decode=call.decode,
+            routing_key=routing_key,
         )
         request = call.request
         assert request is not None  # decode ran, or serve raised
