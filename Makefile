@@ -9,7 +9,8 @@ PORT ?= 8000
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-sqlite test-pg lint format bench clean assets browser
+.PHONY: install serve test test-sqlite test-pg lint format bench clean assets browser ops-check \
+	ops-tools
 
 install: $(VENV)/.installed assets
 
@@ -38,6 +39,38 @@ $(VENDOR)/.built: package.json package-lock.json
 # Debian's chromium, for the dashboard's browser tests (tests/web); Playwright drives it.
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+# The operations checks (docs/operations.md, "Checking the deploy files"): Prometheus's config,
+# rules and rule unit tests (promtool), Alertmanager's config (amtool), the compose file against
+# the Compose Specification, the Kubernetes manifests and the rendered Helm chart against their
+# schemas and the restricted Pod Security Standard, and tests/deploy. promtool and amtool come
+# from Debian's prometheus and prometheus-alertmanager packages; the Python tools
+# (deploy/requirements-ops.txt) get a venv of their own.
+OPS_VENV := deploy/.venv
+OPS_PY := $(OPS_VENV)/bin/python
+OPS_OUT := build/ops
+
+ops-tools: $(OPS_VENV)/.installed
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || { apt-get update \
+		&& apt-get install -y --no-install-recommends prometheus prometheus-alertmanager; }
+
+$(OPS_VENV)/.installed: deploy/requirements-ops.txt
+	rm -rf $(OPS_VENV) && $(PYTHON) -m venv $(OPS_VENV)
+	$(OPS_PY) -m pip install --quiet -r deploy/requirements-ops.txt
+	touch $@
+
+ops-check: $(VENV)/.installed ops-tools
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/slo.yml
+	promtool test rules deploy/prometheus/tests/*.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
+	$(OPS_PY) deploy/tools/sync_monitoring.py --check
+	$(OPS_PY) deploy/tools/validate_compose.py docker-compose.yml
+	rm -rf $(OPS_OUT) && mkdir -p $(OPS_OUT)
+	$(OPS_PY) deploy/tools/render_helm.py --out $(OPS_OUT)/helm
+	promtool check rules $(OPS_OUT)/helm/*.rules.yml
+	$(OPS_PY) deploy/tools/validate_k8s.py deploy/k8s $(OPS_OUT)/helm/*.yaml
+	$(PY) -m pytest -p no:cacheprovider tests/deploy
 
 serve: install
 	$(VENV)/bin/aiaas serve --host $(HOST) --port $(PORT)
@@ -79,4 +112,4 @@ bench: install
 	$(PY) bench/predict.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OPS_VENV) $(OPS_OUT) .mypy_cache .ruff_cache .pytest_cache
