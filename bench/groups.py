@@ -233,38 +233,34 @@ class Bench:
         )
 
     def group_canary(self, fleet: Fleet) -> None:
-        """A predict through an alias split 90/10 between two versions against one through a
-        plain alias, on one embedded gateway, in turns (target T10). The second version's
-        weights differ from the first's by 1e-6 on one bias: another blob, so another runtime
-        and batcher, as a real canary has, with answers still within the output check."""
+        """Predicts through an alias split 90/10 against a plain alias, on one embedded gateway,
+        in turns. Target T10 is the alias's own cost (picking a version per request, counting
+        its figures): its two versions hold the same weights, so they share a runtime and a
+        batcher. The "two models" series splits between different weights (1e-6 apart on one
+        bias, within the output check): another runtime and batcher, as a real canary has,
+        whose smaller batches cost what running two models costs."""
         env, home = platform_env(self.tmp, f"canary-{uuid.uuid4().hex[:6]}", {})
         base = start_gateway(fleet, "platform-embedded-canary", env, home)
         key = platform_account(base)
         platform_model(base, key, "mlp-bench", self.mlp)
         platform_version(base, key, "mlp-bench", self.mlp.spec, nudged_weights(self.mlp.weights))
+        platform_version(base, key, "mlp-bench", self.mlp.spec, self.mlp.weights)
         platform_alias(base, key, "mlp-bench", "plain", {"version": 1})
-        platform_alias(base, key, "mlp-bench", "canary", {"versions": CANARY_SPLIT})
+        platform_alias(base, key, "mlp-bench", "canary", {"versions": {"1": 90, "3": 10}})
+        platform_alias(base, key, "mlp-bench", "two-models", {"versions": CANARY_SPLIT})
         url = f"{base}/v1/models/mlp-bench/predict"
+        series = (
+            ("embedded json (plain alias)", "plain"),
+            ("embedded json (two-version alias)", "canary"),
+            ("embedded json (two-version alias, two models)", "two-models"),
+        )
         self.measure_in_turns(
             [
                 (
-                    Target(
-                        "embedded json (plain alias)",
-                        f"{url}?version=plain",
-                        self.mlp.json_body,
-                        key,
-                    ),
+                    Target(name, f"{url}?version={alias}", self.mlp.json_body, key),
                     self.mlp.expected,
-                ),
-                (
-                    Target(
-                        "embedded json (two-version alias)",
-                        f"{url}?version=canary",
-                        self.mlp.json_body,
-                        key,
-                    ),
-                    self.mlp.expected,
-                ),
+                )
+                for name, alias in series
             ],
             connections=CANARY_CONNECTIONS,
         )
