@@ -203,3 +203,13 @@ def test_a_shadow_must_take_the_same_inputs(client: TestClient, owner: Account) 
     refused = set_alias(client, owner, name, {"version": 1, "shadow": 2})
     assert refused.status_code == 422
     assert "shaped" in refused.json()["detail"]
+
+
+def test_a_split_must_take_one_input_shape(client: TestClient, owner: Account) -> None:
+    name = publish(client, owner, seed=1).name
+    upload_version(client, owner, name, config={**MLP_CONFIG, "input_dim": 5})
+    refused = set_alias(client, owner, name, {"versions": {"1": 50, "2": 50}})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["body", "versions", "2"]
+    listed = client.get(f"/v1/models/{name}/aliases", headers=owner.headers).json()["data"]
+    assert listed == []

@@ -254,3 +254,30 @@ def test_deleting_an_alias_that_cannot_exist_is_404(
         response = client.delete(f"/v1/models/secret/aliases/{alias}", headers=account.headers)
         assert_problem(response, 404)
     assert client.get("/v1/models/secret/versions/prod", headers=account.headers).status_code == 200
+
+
+@pytest.mark.parametrize("ref", ["7", "0", "Not_An_Alias"])
+def test_predicting_on_a_private_model_of_another_account_answers_as_unknown(
+    ref: str,
+    client: TestClient,
+    account: Account,
+    intruder: Account,
+    owned: Callable[[str], dict[str, Any]],
+) -> None:
+    owned("private")
+    body = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+
+    def predict(name: str) -> Any:
+        return client.post(
+            f"/v1/models/{name}/predict?version={ref}", json=body, headers=intruder.headers
+        )
+
+    hidden = assert_problem(predict("secret"), 404)
+    unknown = assert_problem(predict("no-such-model"), 404)
+    assert hidden["detail"] == unknown["detail"].replace("no-such-model", "secret")
+    # The owner is told what is wrong with the reference.
+    expected = {"7": 404, "0": 422, "Not_An_Alias": 422}[ref]
+    mine = client.post(
+        f"/v1/models/secret/predict?version={ref}", json=body, headers=account.headers
+    )
+    assert mine.status_code == expected

@@ -251,7 +251,9 @@ def test_keys_scopes_and_tenancy(client: TestClient, account: Account, keys: Key
 
     # Another account's private model answers as a name that does not exist, whatever asked.
     unknown = unique("none")
-    for suffix in ("", "/versions/1", "/versions/7"):
+    # A reference that is no version at all ("0", a bad alias) included: refusing it would
+    # confirm that the model exists.
+    for suffix in ("", "/versions/1", "/versions/7", "/versions/0", "/versions/Bad_Alias"):
         for path, method in (("/infer", "POST"), ("", "GET"), ("/ready", "GET")):
             hidden = client.request(
                 method, f"/v2/models/{theirs}{suffix}{path}", content=body, headers=predictor

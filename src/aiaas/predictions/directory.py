@@ -9,6 +9,7 @@ version per request.
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 import zlib
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from aiaas.caching import RefreshingCache
 from aiaas.db import Database
-from aiaas.errors import NotFound
+from aiaas.errors import AppError, InvalidInput, NotFound
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
@@ -73,13 +74,13 @@ class Rollout:
         return self.versions[bisect_right(self.bounds, point)]
 
 
-class _VersionMissing(Exception):
-    """The model exists but not the version asked for; who may know that is decided per
-    caller, outside the cache."""
+class _VersionRefused(Exception):
+    """The model exists but the version asked for does not, or is no reference at all; who
+    may be told so is decided per caller, outside the cache."""
 
-    def __init__(self, detail: str, *, owner_id: uuid.UUID, public: bool) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, error: AppError, *, owner_id: uuid.UUID, public: bool) -> None:
+        super().__init__(error.detail)
+        self.error = error
         self.owner_id = owner_id
         self.public = public
 
@@ -105,12 +106,13 @@ class ModelDirectory:
     ) -> ResolvedVersion:
         try:
             entry = await self._cache.get((name, ref), lambda: self._lookup(name, ref))
-        except _VersionMissing as missing:
+        except _VersionRefused as refused:
             # Another account's private model answers as an unknown name does, whatever
-            # version was asked: "no version 7" would confirm that the model exists.
-            if not (missing.public or missing.owner_id == user_id):
+            # version was asked: "no version 7" (or "0 is no version") would confirm that the
+            # model exists.
+            if not (refused.public or refused.owner_id == user_id):
                 raise NotFound(f"No model named '{name}'.") from None
-            raise NotFound(missing.detail) from None
+            raise refused.error from None
         found = entry.pick(routing_key) if isinstance(entry, Rollout) else entry
         if not found.visible_to(user_id):
             raise NotFound(f"No model named '{name}'.")
@@ -121,22 +123,22 @@ class ModelDirectory:
             model = session.scalar(select(Model).where(Model.name == name))
             if model is None:
                 raise NotFound(f"No model named '{name}'.")
-            if ref is None:
-                alias = session.get(ModelAlias, (model.id, DEFAULT_ALIAS))
-                ref_used: str | int = DEFAULT_ALIAS if alias else LATEST
-            else:
-                ref_used = ref
-                parsed = versions.parse_reference(ref)
-                alias = (
-                    session.get(ModelAlias, (model.id, parsed))
-                    if isinstance(parsed, str) and parsed != LATEST
-                    else None
-                )
             try:
+                if ref is None:
+                    alias = session.get(ModelAlias, (model.id, DEFAULT_ALIAS))
+                    ref_used: str | int = DEFAULT_ALIAS if alias else LATEST
+                else:
+                    ref_used = ref
+                    parsed = versions.parse_reference(ref)
+                    alias = (
+                        session.get(ModelAlias, (model.id, parsed))
+                        if isinstance(parsed, str) and parsed != LATEST
+                        else None
+                    )
                 found = versions.resolve_version(session, model=model, ref=ref_used)
-            except NotFound as exc:
-                raise _VersionMissing(
-                    exc.detail, owner_id=model.owner_id, public=model.visibility == "public"
+            except (NotFound, InvalidInput) as exc:
+                raise _VersionRefused(
+                    exc, owner_id=model.owner_id, public=model.visibility == "public"
                 ) from None
             resolved = self._resolved(model, found)
             if alias is None or (not alias.split and alias.shadow is None):
@@ -165,24 +167,16 @@ class ModelDirectory:
     ) -> Rollout:
         key = RolloutKey(model_id=model.id, alias=alias.alias, since=alias.updated_at)
         shadow = self._resolved(model, alias.shadow) if alias.shadow is not None else None
-        shares: list[tuple[ResolvedVersion, int]] = []
+        shares: list[tuple[ResolvedVersion, int]] = [(primary, 100)]
         if alias.split:
             ids = [uuid.UUID(share["version_id"]) for share in alias.split]
-            rows = {
-                v.id: v
-                for v in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(ids)))
-            }
-            for ident, share in zip(ids, alias.split, strict=True):
-                if ident in rows:  # a version deleted since takes no traffic
-                    shares.append((self._resolved(model, rows[ident]), int(share["weight"])))
-        if not shares:
-            shares = [(primary, 100)]
-        total = sum(weight for _, weight in shares)
-        bounds, running = [], 0
-        for _, weight in shares:
-            running += weight
-            # Rescaled to 100 when a deleted version left the weights short.
-            bounds.append(running * 100 // total)
+            query = select(ModelVersion).where(ModelVersion.id.in_(ids))
+            rows = {v.id: v for v in session.scalars(query)}
+            shares = [
+                (self._resolved(model, rows[ident]), int(share["weight"]))
+                for ident, share in zip(ids, alias.split, strict=True)
+            ]
+        bounds = list(itertools.accumulate(weight for _, weight in shares))
         return Rollout(
             versions=tuple(replace(v, rollout=key, shadow=shadow) for v, _ in shares),
             bounds=tuple(bounds),

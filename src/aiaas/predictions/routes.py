@@ -20,7 +20,7 @@ from aiaas.accounts.deps import require_scope
 from aiaas.accounts.schemas import Scope
 from aiaas.accounts.service import Principal
 from aiaas.deps import DispatcherDep, SessionDep, SettingsDep, StoreDep
-from aiaas.errors import PROBLEM_CONTENT_TYPE
+from aiaas.errors import PROBLEM_CONTENT_TYPE, Forbidden
 from aiaas.pagination import PageParams, page_params
 from aiaas.predictions import compare, feedback, service
 from aiaas.predictions.schemas import (
@@ -123,7 +123,9 @@ def compare_alias(
     """How the versions behind ALIAS fare since it was set: per version, requests, errors,
     latency, a shadow's agreement with the answering version, and accuracy on feedback.
     The model's owner only: the figures describe its traffic."""
-    model = registry.writable_model(session, name=name, user=principal.user)
+    model = registry.readable_model(session, name=name, user=principal.user)
+    if model.owner_id != principal.user.id:
+        raise Forbidden(f"Only the owner of '{name}' can read its roll-out figures.")
     path: PredictPath = request.app.state.predict_path
     return AliasComparison.model_validate(
         compare.compare(session, model=model, alias=alias, stats=path.rollouts)

@@ -109,6 +109,6 @@ class ModelAlias(Base):
 
     model: Mapped[Model] = relationship(back_populates="aliases")
     version: Mapped[ModelVersion] = relationship(lazy="joined", foreign_keys=[version_id])
-    shadow: Mapped[ModelVersion | None] = relationship(
-        lazy="joined", foreign_keys=[shadow_version_id]
-    )
+    # Loaded when read (no query while the key is null): every model list loads its aliases,
+    # and a joined shadow would add a version row, JSON columns and all, to each of them.
+    shadow: Mapped[ModelVersion | None] = relationship(foreign_keys=[shadow_version_id])

@@ -296,6 +296,9 @@ def set_alias(
             )
         # The heaviest share is the primary (the first named, on a tie).
         primary = max(split, key=lambda pair: pair[1])[0]
+        for (version, _), key in zip(split, weights, strict=True):
+            # A caller cannot know which version answers: one body must fit them all.
+            _check_inputs(version, primary, loc=["body", "versions", key], role=f"v{key}")
     else:
         primary = resolve_version(session, model=model, ref=LATEST if ref is None else ref)
     shadow_version = None
@@ -319,32 +322,33 @@ def set_alias(
 def _check_shadow(
     shadow: ModelVersion, primary: ModelVersion, split: Sequence[ModelVersion]
 ) -> None:
-    def refuse(msg: str) -> InvalidInput:
-        return InvalidInput(msg, errors=[{"loc": ["body", "shadow"], "msg": msg}])
-
     if shadow.id == primary.id or any(v.id == shadow.id for v in split):
-        raise refuse("The shadow must be a version the alias does not serve.")
-    # The shadow gets the very batch the primary ran: it must take the same inputs.
-    if list(shadow.input_shape) != list(primary.input_shape):
-        raise refuse(
-            f"The shadow takes inputs shaped {shadow.input_shape}, "
-            f"the alias's version {primary.input_shape}."
+        msg = "The shadow must be a version the alias does not serve."
+        raise InvalidInput(msg, errors=[{"loc": ["body", "shadow"], "msg": msg}])
+    # The shadow gets the very batch a served version ran (all of them take the same inputs).
+    _check_inputs(shadow, primary, loc=["body", "shadow"], role="The shadow")
+
+
+def _check_inputs(
+    version: ModelVersion, primary: ModelVersion, *, loc: list[str], role: str
+) -> None:
+    if list(version.input_shape) != list(primary.input_shape):
+        msg = (
+            f"{role} takes inputs shaped {version.input_shape}, "
+            f"the alias's primary version {primary.input_shape}."
         )
+        raise InvalidInput(msg, errors=[{"loc": loc, "msg": msg}])
 
 
 def split_numbers(session: Session, row: ModelAlias) -> dict[str, int] | None:
-    """An alias's split as version numbers to weights (versions deleted since are left out);
-    None when it has none."""
+    """An alias's split as version numbers to weights; None when it has none. (Versions go
+    only with their model, which takes its aliases with it: every id names a version.)"""
     if not row.split:
         return None
     ids = [uuid.UUID(share["version_id"]) for share in row.split]
     query = select(ModelVersion.id, ModelVersion.number).where(ModelVersion.id.in_(ids))
     numbers: dict[uuid.UUID, int] = dict(session.execute(query).all())
-    return {
-        str(numbers[i]): int(share["weight"])
-        for i, share in zip(ids, row.split, strict=True)
-        if i in numbers
-    }
+    return {str(numbers[i]): int(s["weight"]) for i, s in zip(ids, row.split, strict=True)}
 
 
 def delete_alias(session: Session, *, model: Model, alias: str) -> None:

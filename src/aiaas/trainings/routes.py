@@ -78,10 +78,9 @@ def cancel_training(
     metrics: MetricsDep,
 ) -> TrainingRead:
     """Stop a queued or running training; nothing it computes afterwards is kept."""
-    training = service.get_training(session, owner=principal.user, training_id=id)
-    canceled = service.cancel_training(session, training=training)
-    metrics.trainings.labels("canceled").inc()
-    service.drop_checkpoint(session, database, store, canceled)
+    canceled = service.cancel_owned(
+        session, database, store, metrics, owner=principal.user, training_id=id
+    )
     return service.to_read(canceled)
 
 

@@ -18,6 +18,7 @@ from aiaas.datasets import service as datasets
 from aiaas.datasets.schemas import DatasetRead
 from aiaas.db import Database, get_owned, utcnow
 from aiaas.errors import Conflict, InvalidInput, NotFound, from_core
+from aiaas.metrics import Metrics
 from aiaas.ml import architectures, defaults
 from aiaas.ml.errors import ShapeMismatch, UnknownArchitecture
 from aiaas.pagination import PageParams, fetch_page
@@ -330,6 +331,24 @@ def drop_checkpoint(
         training.checkpoint_sha256 = None
         session.commit()
         release_checkpoint(database, store, digest)
+
+
+def cancel_owned(
+    session: Session,
+    database: Database,
+    store: ArtifactStore,
+    metrics: Metrics,
+    *,
+    owner: User,
+    training_id: uuid.UUID,
+) -> Training:
+    """The owner's cancel, for the API and the dashboard: stop the training, count it, and
+    free its checkpoint."""
+    training = get_training(session, owner=owner, training_id=training_id)
+    canceled = cancel_training(session, training=training)
+    metrics.trainings.labels("canceled").inc()
+    drop_checkpoint(session, database, store, canceled)
+    return canceled
 
 
 def events_after(session: Session, *, training_id: uuid.UUID, seq: int) -> list[TrainingEvent]:

@@ -13,19 +13,17 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
-from prometheus_client.metrics import MetricWrapperBase
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aiaas import events
 from aiaas.accounts import audit
 from aiaas.accounts import service as accounts
-from aiaas.accounts.models import ROLE_ADMIN, User
+from aiaas.accounts.models import User
 from aiaas.accounts.schemas import ApiKeyRead
 from aiaas.admin import service as admin
 from aiaas.admin.schemas import AccountUpdate
@@ -41,19 +39,16 @@ from aiaas.deps import (
 )
 from aiaas.dispatch.inprocess import InProcessDispatcher
 from aiaas.errors import Forbidden, InvalidInput
-from aiaas.jobs import QUEUED, QUEUES, RUNNING
 from aiaas.metering.meter import UsageMeter, hour_of
 from aiaas.metering.models import UsageHour
-from aiaas.metrics import Metrics
 from aiaas.pagination import PageParams
-from aiaas.predictions.models import Prediction
 from aiaas.quotas import Quota, Quotas
 from aiaas.quotas.deps import QuotasDep
 from aiaas.quotas.schemas import QuotaRead
 from aiaas.quotas.service import default_limit
 from aiaas.ratelimits.policy import RouteClass, parse_overrides
-from aiaas.trainings.models import Training
 from aiaas.usage import service as usage
+from aiaas.web import service_state as state
 from aiaas.web.pages import Browser, PageRoute, Posted, SignedIn, redirect, refused, render
 
 router = APIRouter(route_class=PageRoute)
@@ -131,110 +126,14 @@ def overview_page(
         viewer=browser,
         embedded=local is not None,
         device=str(local.ctx.device) if local is not None else None,
-        jobs=_jobs(session),
-        broker_queues=None if local is not None else _broker_queues(metrics),
-        cache=_model_cache(local, metrics) if local is not None else None,
-        errors=_errors(session, metrics),
-        accounts=_account_counts(session),
+        jobs=state.jobs(session),
+        broker_queues=None if local is not None else state.broker_queues(metrics),
+        cache=state.model_cache(local, metrics) if local is not None else None,
+        errors=state.errors(session, metrics),
+        accounts=state.account_counts(session),
         flush_s=settings.usage_flush_s,
         reconcile_s=settings.reconcile_interval_s,
     )
-
-
-def _jobs(session: Session) -> dict[str, dict[str, int]]:
-    """Jobs waiting and running, from their rows: the state every gateway and worker shares."""
-    found: dict[str, dict[str, int]] = {}
-    for name, table in (("predictions", Prediction), ("trainings", Training)):
-        counts = dict(
-            session.execute(
-                select(table.status, func.count())
-                .where(table.status.in_((QUEUED, RUNNING)))
-                .group_by(table.status)
-            ).all()
-        )
-        found[name] = {status: int(counts.get(status, 0)) for status in (QUEUED, RUNNING)}
-    return found
-
-
-def _samples(metric: MetricWrapperBase) -> Iterable[Any]:
-    return (sample for family in metric.collect() for sample in family.samples)
-
-
-def _counted(metric: MetricWrapperBase) -> int:
-    return int(sum(s.value for s in _samples(metric) if s.name.endswith("_total")))
-
-
-def _broker_queues(metrics: Metrics) -> dict[str, int | None]:
-    """The broker's queue lengths as this gateway's reconciler last read them (None: not read
-    yet, or the broker did not answer)."""
-    read = {s.labels["queue"]: int(s.value) for s in _samples(metrics.queue_depth)}
-    return {queue: read.get(queue) for queue in QUEUES}
-
-
-def _model_cache(dispatcher: InProcessDispatcher, metrics: Metrics) -> dict[str, Any]:
-    cache = dispatcher.ctx.runtimes
-    hits, misses = _counted(metrics.model_cache_hits), _counted(metrics.model_cache_misses)
-    return {
-        "entries": len(cache),
-        "bytes": _size(cache.total_bytes),
-        "budget": _size(cache.budget_bytes),
-        "hits": hits,
-        "misses": misses,
-        "hit_ratio": _ratio(hits, hits + misses),
-    }
-
-
-def _errors(session: Session, metrics: Metrics) -> dict[str, Any]:
-    """Failed predictions over the last day, from the usage table every process flushes to,
-    and the server errors this gateway answered since it started."""
-    since = hour_of(utcnow() - timedelta(hours=24))
-    predictions, failed = session.execute(
-        select(
-            func.coalesce(func.sum(UsageHour.predictions), 0),
-            func.coalesce(func.sum(UsageHour.errors), 0),
-        ).where(UsageHour.hour >= since)
-    ).one()
-    requests = server_errors = 0
-    for sample in _samples(metrics.http_requests):
-        if sample.name.endswith("_total"):
-            requests += int(sample.value)
-            server_errors += int(sample.value) if sample.labels["status"].startswith("5") else 0
-    return {
-        "since": since,
-        "predictions": int(predictions),
-        "failed": int(failed),
-        "prediction_ratio": _ratio(int(failed), int(predictions)),
-        "requests": requests,
-        "server_errors": server_errors,
-        "request_ratio": _ratio(server_errors, requests),
-    }
-
-
-def _ratio(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.2f} %" if whole else "none yet"
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
-def _account_counts(session: Session) -> dict[str, int]:
-    total, suspended, admins = session.execute(
-        select(
-            func.count(User.id),
-            func.count(User.suspended_at),
-            func.coalesce(func.sum(case((User.role == ROLE_ADMIN, 1), else_=0)), 0),
-        )
-    ).one()
-    return {"total": int(total), "suspended": int(suspended), "admins": int(admins)}
-
-
-# ---- accounts ---------------------------------------------------------------------------------
 
 
 @router.get("/admin/accounts")
@@ -348,9 +247,9 @@ def _account_context(
         },
         "usage": used,
         "stored": {
-            "weights": _size(used.stored_bytes.weights),
-            "datasets": _size(used.stored_bytes.datasets),
-            "jobs": _size(used.stored_bytes.jobs),
+            "weights": state.size(used.stored_bytes.weights),
+            "datasets": state.size(used.stored_bytes.datasets),
+            "jobs": state.size(used.stored_bytes.jobs),
         },
         "days": USAGE_DAYS,
         "keys": [ApiKeyRead.model_validate(key) for key in keys],
@@ -365,7 +264,7 @@ def _quota_row(row: QuotaRead, settings: Settings, *, overridden: bool) -> dict[
     quota = Quota(row.quota)
 
     def show(n: int) -> str:
-        return _size(n) if quota is Quota.STORED_BYTES else f"{n:,} {row.unit}"
+        return state.size(n) if quota is Quota.STORED_BYTES else f"{n:,} {row.unit}"
 
     return {
         "name": row.quota,

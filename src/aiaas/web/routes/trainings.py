@@ -173,8 +173,5 @@ def cancel_training(
     store: StoreDep,
     metrics: MetricsDep,
 ) -> Response:
-    training = service.get_training(session, owner=browser.user, training_id=id)
-    canceled = service.cancel_training(session, training=training)
-    metrics.trainings.labels("canceled").inc()
-    service.drop_checkpoint(session, database, store, canceled)
+    service.cancel_owned(session, database, store, metrics, owner=browser.user, training_id=id)
     return redirect(request, f"/trainings/{id}", flash="Training canceled.")
