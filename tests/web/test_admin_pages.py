@@ -110,9 +110,21 @@ def test_an_admin_suspends_an_account_and_its_key_is_refused(
 def test_an_admin_cannot_suspend_their_own_account_from_the_page(
     client: TestClient, admin: Account
 ) -> None:
-    page = client.get(f"/admin/accounts/{admin.id}").text
+    url = f"/admin/accounts/{admin.id}"
+    page = client.get(url).text
     assert "your own account" in page
     assert "Suspend the account" not in page
+    # Nor by posting the form anyway (or through the API): it would lock the admin out.
+    refused = client.post(
+        f"{url}/suspension", data={"csrf_token": csrf_of(client, url), "suspended": "true"}
+    )
+    assert refused.status_code == 422
+    assert "cannot suspend their own account" in refused.text
+    api = client.patch(
+        f"/v1/admin/accounts/{admin.id}", json={"suspended": True}, headers=admin.headers
+    )
+    assert api.status_code == 422
+    assert client.get("/v1/me", headers=admin.headers).status_code == 200
 
 
 def limits(token: str, **fields: str) -> dict[str, str]:

@@ -145,3 +145,15 @@ def test_the_playground_predicts_with_the_session_and_its_token(
     wrong = client.post(url, json={"inputs": [[1, 2]]}, headers={"X-CSRF-Token": token})
     assert wrong.status_code == 422
     assert wrong.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_hostile_label_cannot_break_out_of_the_pages_data(
+    client: TestClient, account: Account
+) -> None:
+    label = "</script><!--<script>"
+    published = publish(client, account, labels=[label, "b", "c"])
+    page = client.get(f"/models/{published.name}").text
+    spec = re.search(r'<script type="application/json" id="playground-spec">(.*?)</script>', page)
+    assert spec
+    assert "<" not in spec.group(1)
+    assert json.loads(spec.group(1))["labels"][0] == label

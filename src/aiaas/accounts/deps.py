@@ -19,7 +19,6 @@ from aiaas.accounts.throttle import SignInThrottle
 from aiaas.deps import RateLimitsDep, SessionDep, SettingsDep, client_address
 from aiaas.errors import Forbidden, MissingScope
 from aiaas.ratelimits import RouteClass
-from aiaas.ratelimits.policy import credential_id
 
 # auto_error=False: a missing header must become our 401 problem, not FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="A login token or an API key (aiaas_sk_...).")
@@ -94,10 +93,10 @@ def rate_limited(route_class: RouteClass) -> Callable[..., None]:
         principal = get_principal(request, session, settings, credentials)
         user = principal.user
         key = principal.api_key
-        buckets = limits.buckets(
+        buckets = limits.account_buckets(
             route_class,
             account_id=user.id,
-            credential_id=credential_id(key.id if key else None, user.id),
+            api_key_id=key.id if key else None,
             overrides=user.limits.get("rate_limits", {}),
         )
         request.state.rate_limit = limits.check(buckets)

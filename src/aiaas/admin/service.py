@@ -44,6 +44,12 @@ def update_account(
     address: str | None,
 ) -> AccountRead:
     user = get_account(session, account_id=account_id)
+    if change.suspended is True and user.id == admin.id:
+        # It would end this admin's own sign-in at once; a lone admin could not undo it.
+        raise InvalidInput(
+            "An admin cannot suspend their own account.",
+            errors=[{"loc": ["body", "suspended"], "msg": "your own account"}],
+        )
     limits: dict[str, Any] = dict(user.limits or {})
     detail: dict[str, Any] = change.model_dump(exclude_none=True)
     if change.rate_limits is not None:

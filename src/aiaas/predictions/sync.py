@@ -48,7 +48,6 @@ from aiaas.predictions.directory import ModelDirectory, ResolvedVersion
 from aiaas.predictions.rollouts import RolloutStats
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.ratelimits.limiter import Bucket
-from aiaas.ratelimits.policy import credential_id
 from aiaas.serving.postprocess import postprocess
 
 log = logging.getLogger(__name__)
@@ -172,10 +171,10 @@ class PredictPath:
         if known is None or known[0] is not caller:
             if len(self._buckets) >= 100_000:
                 self._buckets.clear()
-            buckets = limits.buckets(
+            buckets = limits.account_buckets(
                 route_class,
                 account_id=caller.user_id,
-                credential_id=credential_id(caller.api_key_id, caller.user_id),
+                api_key_id=caller.api_key_id,
                 overrides=caller.rate_overrides,
             )
             known = self._buckets[key] = (caller, buckets)

@@ -81,6 +81,23 @@ class RateLimits:
             buckets.append((f"{route_class}:acct:{account_id}", account_rate))
         return buckets
 
+    def account_buckets(
+        self,
+        route_class: RouteClass,
+        *,
+        account_id: uuid.UUID,
+        api_key_id: uuid.UUID | None,
+        overrides: Mapping[str, str | None],
+    ) -> list[Bucket]:
+        """The buckets of a signed-in call: an API key's, or (without one: a login token or
+        the dashboard's session) the account's login bucket, with the account's."""
+        return self.buckets(
+            route_class,
+            account_id=account_id,
+            credential_id=credential_id(api_key_id, account_id),
+            overrides=overrides,
+        )
+
     def address_buckets(self, address: str) -> list[Bucket]:
         rate = self._defaults[RouteClass.AUTH]
         return [] if rate is None else [(f"auth:addr:{address}", rate)]

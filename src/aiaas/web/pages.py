@@ -4,7 +4,6 @@ error into a page (or a redirect to the sign-in page) instead of a problem docum
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from pydantic import ValidationError
 
 from aiaas.accounts.models import User
-from aiaas.deps import SessionDep, SettingsDep
+from aiaas.deps import RateLimitsDep, SessionDep, SettingsDep
 from aiaas.errors import AppError, InvalidInput
+from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.web import sessions
 
 HERE = Path(__file__).parent
@@ -50,14 +49,9 @@ class CsrfRefused(Exception):
 
 @functools.cache
 def templates() -> Jinja2Templates:
-    found = Jinja2Templates(directory=HERE / "templates")
-    found.env.filters["tojson_data"] = _json_data
-    return found
-
-
-def _json_data(value: Any) -> Markup:
-    # For <script type="application/json">: "</" must not end the element early.
-    return Markup(json.dumps(value).replace("</", "<\\/"))  # noqa: S704
+    # Data for scripts goes in <script type="application/json"> through Jinja's own |tojson,
+    # which escapes <, >, & and ': no label can end the element or open a comment in it.
+    return Jinja2Templates(directory=HERE / "templates")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +120,39 @@ async def checked_visitor(
     return visitor
 
 
+def limit_browser(limits: RateLimits, browser: Browser, route_class: RouteClass) -> Decision | None:
+    """Take one call of ``route_class`` from the account's buckets, as the API's routes do
+    (the session counts as the account's login credential); 429 when they are empty."""
+    user = browser.user
+    return limits.check(
+        limits.account_buckets(
+            route_class,
+            account_id=user.id,
+            api_key_id=None,
+            overrides=user.limits.get("rate_limits", {}),
+        )
+    )
+
+
+def posted_within(route_class: RouteClass) -> Callable[..., Browser]:
+    """A POST (CSRF checked) limited as the API's routes of ``route_class`` are: a page must
+    not be a way round an account's rate limits."""
+
+    def check(
+        browser: Annotated[Browser, Depends(checked_browser)], limits: RateLimitsDep
+    ) -> Browser:
+        limit_browser(limits, browser, route_class)
+        return browser
+
+    check.__name__ = f"posted_within_{route_class}"
+    return check
+
+
 SignedIn = Annotated[Browser, Depends(get_browser)]
 # For every POST: a signed-in browser that sent its session's CSRF token.
 Posted = Annotated[Browser, Depends(checked_browser)]
+PostedRegistry = Annotated[Browser, Depends(posted_within(RouteClass.REGISTRY))]
+PostedTrain = Annotated[Browser, Depends(posted_within(RouteClass.TRAIN))]
 VisitorDep = Annotated[Visitor, Depends(get_visitor)]
 PostedByVisitor = Annotated[Visitor, Depends(checked_visitor)]
 

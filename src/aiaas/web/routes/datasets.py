@@ -22,7 +22,16 @@ from aiaas.errors import AppError, Forbidden, InvalidInput, PayloadTooLarge
 from aiaas.pagination import PageParams
 from aiaas.quotas import Quota
 from aiaas.quotas.deps import QuotasDep
-from aiaas.web.pages import Browser, PageRoute, Posted, SignedIn, redirect, refused, render
+from aiaas.web.pages import (
+    Browser,
+    PageRoute,
+    Posted,
+    PostedTrain,
+    SignedIn,
+    redirect,
+    refused,
+    render,
+)
 
 router = APIRouter(route_class=PageRoute)
 FormText = Annotated[str, Form()]
@@ -127,7 +136,7 @@ def new_dataset_page(request: Request, browser: SignedIn, settings: SettingsDep)
 @router.post("/datasets/new")
 def upload_dataset(
     request: Request,
-    browser: Posted,
+    browser: PostedTrain,
     session: SessionDep,
     quotas: QuotasDep,
     settings: SettingsDep,

@@ -25,6 +25,7 @@ from aiaas.web.pages import (
     Browser,
     PageRoute,
     Posted,
+    PostedRegistry,
     SignedIn,
     invalid_form,
     messages,
@@ -97,7 +98,7 @@ def new_model_page(request: Request, browser: SignedIn) -> Response:
 @router.post("/models/new")
 def create_model(
     request: Request,
-    browser: Posted,
+    browser: PostedRegistry,
     session: SessionDep,
     quotas: QuotasDep,
     address: ClientAddress,
@@ -172,7 +173,7 @@ def model_page(
 @router.post("/models/{name}/versions")
 def upload_version(
     request: Request,
-    browser: Posted,
+    browser: PostedRegistry,
     session: SessionDep,
     model: Writable,
     quotas: QuotasDep,

@@ -25,6 +25,7 @@ from aiaas.web.pages import (
     Browser,
     PageRoute,
     Posted,
+    PostedTrain,
     SignedIn,
     invalid_form,
     redirect,
@@ -102,7 +103,7 @@ def _base_version(text: str) -> int | str:
 @router.post("/trainings/new")
 async def start_training(
     request: Request,
-    browser: Posted,
+    browser: PostedTrain,
     session: SessionDep,
     quotas: QuotasDep,
     settings: SettingsDep,
