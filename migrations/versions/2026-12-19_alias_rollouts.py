@@ -1,5 +1,5 @@
 """Alias roll-outs: an alias may split its traffic between versions by weight, and copy it to
-a shadow version.
+a shadow version; the comparison of its versions reads a model's feedback by model.
 
 Revision ID: 0014
 Revises: 0013
@@ -30,9 +30,13 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    op.create_index(
+        "ix_predictions_model_id_feedback_at", "predictions", ["model_id", "feedback_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_predictions_model_id_feedback_at", table_name="predictions")
     with op.batch_alter_table("model_aliases", schema=None) as batch_op:
         batch_op.drop_constraint("fk_model_aliases_shadow_version_id", type_="foreignkey")
         batch_op.drop_column("shadow_version_id")

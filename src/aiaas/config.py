@@ -137,10 +137,11 @@ class Settings(BaseSettings):
     """Most examples one prediction request may carry."""
 
     predict_timeout_s: float = Field(default=30.0, gt=0)
-    # Copies of requests to alias shadows running at once in a gateway; past it, copies are
-    # dropped (and counted) rather than queued: a shadow must never hold up live traffic.
-    shadow_max_in_flight: int = Field(default=64, ge=1)
     """A prediction no worker answers within this gets 504."""
+
+    shadow_max_in_flight: int = Field(default=64, ge=1)
+    """Copies of requests to alias shadows running at once in a gateway; past it, copies are
+    dropped (and counted) rather than queued: a shadow must never hold up live traffic."""
 
     device: str = "auto"
     """Where workers run models: auto (CUDA when present), cpu, cuda or cuda:N."""

@@ -93,6 +93,23 @@ def test_a_90_10_split_lands_within_3_percent_and_compare_counts_it(
     assert all(e["requests"] == 0 for e in compare(client, owner, name)["versions"])
 
 
+def test_every_answer_names_its_version(client: TestClient, owner: Account) -> None:
+    name = two_versions(client, owner)
+    set_alias(client, owner, name, {"versions": {"1": 50, "2": 50}})
+    npy = client.post(
+        f"/v1/models/{name}/predict",
+        json=ROWS,
+        headers={**owner.headers, "Accept": "application/x-npy"},
+    )
+    assert npy.headers["aiaas-model-version"] == npy.headers["aiaas-version"]
+    # Explanations follow the routing key as predictions do.
+    for key in (f"user-{i}" for i in range(8)):
+        headers = {**owner.headers, "Aiaas-Routing-Key": key}
+        predicted = predict(client, owner, name, key).json()["version"]
+        explained = client.post(f"/v1/models/{name}/explain", json=ROWS, headers=headers)
+        assert explained.json()["version"] == predicted
+
+
 def test_a_routing_key_keeps_its_version(client: TestClient, owner: Account) -> None:
     name = two_versions(client, owner)
     set_alias(client, owner, name, {"versions": {"1": 50, "2": 50}})
@@ -213,3 +230,33 @@ def test_a_split_must_take_one_input_shape(client: TestClient, owner: Account) -
     assert refused.json()["errors"][0]["loc"] == ["body", "versions", "2"]
     listed = client.get(f"/v1/models/{name}/aliases", headers=owner.headers).json()["data"]
     assert listed == []
+
+
+def test_compare_reports_accuracy_on_feedback_per_version(live_client: TestClient) -> None:
+    # Predictions kept for feedback are written from threads: a database whose commits stick.
+    client = live_client
+    owner = register(client)
+    name = publish(client, owner, seed=1, labels=["a", "b", "c"]).name
+    upload_version(client, owner, name, seed=2)
+    kept = client.patch(f"/v1/models/{name}", json={"capture_inputs": True}, headers=owner.headers)
+    assert kept.status_code == 200
+    set_alias(client, owner, name, {"versions": {"1": 50, "2": 50}})
+    right: collections.Counter[int] = collections.Counter()
+    sent: collections.Counter[int] = collections.Counter()
+    for i in range(12):
+        answer = predict(client, owner, name, f"user-{i}").json()
+        version, predicted = answer["version"], answer["predictions"][0]
+        # Every third answer is told it was wrong.
+        label = predicted if i % 3 else next(x for x in "abc" if x != predicted)
+        given = client.post(
+            f"/v1/predictions/{answer['id']}/feedback", json={"label": label}, headers=owner.headers
+        )
+        assert given.status_code == 200, given.text
+        sent[version] += 1
+        right[version] += label == predicted
+    entries = by_version(compare(client, owner, name))
+    for version, count in sent.items():
+        assert entries[version]["feedback"] == {
+            "rows": count,
+            "accuracy": pytest.approx(right[version] / count),
+        }

@@ -8,8 +8,10 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -325,3 +327,39 @@ def test_the_sdk_imports_nothing_of_the_server() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_waiting_for_a_training_that_stays_queued_times_out(no_config: Path) -> None:
+    """A queued training's stream carries only keep-alive comments: wait() must still give up
+    at its timeout. (The server stands in as a transport: it would take 15 s of quiet to send
+    a real keep-alive.)"""
+    queued = {
+        "id": "t-1",
+        "status": "queued",
+        "model": "m",
+        "dataset": "builtin:iris",
+        "architecture": "mlp",
+        "config": {},
+        "hyperparameters": {},
+    }
+
+    def keep_alive() -> Iterator[bytes]:
+        while True:
+            time.sleep(0.05)
+            yield b": keep-alive\n\n"
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, json=queued)
+        if request.url.path.endswith("/events"):
+            return httpx.Response(
+                200, headers={"content-type": "text/event-stream"}, content=keep_alive()
+            )
+        return httpx.Response(200, json=queued)
+
+    client = Client("http://aiaas.test", "key", transport=httpx.MockTransport(server))
+    job = client.trainings.create("m", "builtin:iris", architecture="mlp")
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        job.wait(timeout=0.3)
+    assert time.monotonic() - start < 5

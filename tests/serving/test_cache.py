@@ -85,6 +85,23 @@ def test_hits_and_misses_are_counted() -> None:
     assert counts == {"hit": 2, "miss": 1}
 
 
+def test_a_runtime_used_if_loaded_is_recent_and_counted() -> None:
+    """A model served on the event loop (if_loaded) is as recently used as one the forward
+    thread got: the next load evicts the other one."""
+    hits: list[int] = []
+    loader = Loader({"a": 40, "b": 40, "c": 40})
+    cache = LoadingCache(100, loader, on_hit=lambda: hits.append(1))
+    cache.get(spec("a"))
+    cache.get(spec("b"))
+    assert cache.if_loaded(spec("a")) is not None
+    assert cache.if_loaded(spec("c")) is None  # never loads
+    assert loader.loaded == ["a", "b"]
+    assert len(hits) == 1
+    cache.get(spec("c"))
+    assert spec("b").runtime_key not in cache
+    assert spec("a").runtime_key in cache
+
+
 def test_an_entry_over_budget_alone_is_kept_until_the_next_load() -> None:
     cache = LoadingCache(100, Loader({"big": 150, "a": 10, "b": 10}))
     cache.get(spec("a"))

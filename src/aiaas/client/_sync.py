@@ -360,9 +360,7 @@ class TrainingJob:
 
     def wait(self, timeout: float = 3600.0) -> Training:
         deadline = time.monotonic() + timeout
-        for event in self._client.trainings.events(self.id):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"training {self.id} not finished")
+        for event in self._client.trainings.events(self.id, _deadline=deadline):
             if event.event == "end":
                 break
         self.training = self._client.trainings.get(self.id)
@@ -401,7 +399,9 @@ class Trainings(_Resource):
     def cancel(self, training_id: str) -> Training:
         return self._client.run(_api.cancel_training(training_id))
 
-    def events(self, training_id: str) -> Iterator[TrainingEvent]:
+    def events(
+        self, training_id: str, *, _deadline: float | None = None
+    ) -> Iterator[TrainingEvent]:
         """The training's events, live, ending after ``end``. A dropped stream is opened
         again with ``Last-Event-ID``, so no event is missed or seen twice."""
         client = self._client
@@ -418,6 +418,10 @@ class Trainings(_Resource):
                         response.read()
                         checked(response)
                     for line in response.iter_lines():
+                        # Checked per line, keep-alive comments included: a queued training
+                        # sends no event for a long while, and wait() must still time out.
+                        if _deadline is not None and time.monotonic() > _deadline:
+                            raise TimeoutError(f"training {training_id} not finished")
                         event = parser.line(line)
                         if event is None:
                             continue

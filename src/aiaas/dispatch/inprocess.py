@@ -83,7 +83,7 @@ class InProcessDispatcher:
         per_row = self._row_seconds.get(spec.runtime_key)
         if per_row is None or per_row * len(batch) > self._inline_max_s or not self._torch.idle:
             return None
-        runtime = self.ctx.runtimes.peek(spec)
+        runtime = self.ctx.runtimes.if_loaded(spec)
         if runtime is None:
             return None
         if not in_serving_mode():

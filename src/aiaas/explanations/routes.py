@@ -59,6 +59,7 @@ async def explain(
         content_type=headers.get("content-type"),
         body=await request.body(),
         query={key: value for key, value in options.items() if value is not None},
+        routing_key=headers.get("aiaas-routing-key"),
     )
     setattr(request.state, RATE_LIMIT_STATE, result.rate_limit)
     payload, fields = result.render(headers.get("accept"))

@@ -90,9 +90,11 @@ class Explainer:
         content_type: str | None,
         body: bytes,
         query: Mapping[str, str],
+        routing_key: str | None = None,
     ) -> ExplainResult:
         """Explain the body's rows with the version ``ref`` of ``name``; options come from a
-        JSON body's fields, or from ``query`` (a body field wins over a query parameter)."""
+        JSON body's fields, or from ``query`` (a body field wins over a query parameter).
+        ``routing_key`` picks the version of a split alias as it does for predict."""
         user_id, rate_limit = await self.path.caller(authorization)
         return await self.explain_as(
             user_id,
@@ -102,6 +104,7 @@ class Explainer:
             body=body,
             query=query,
             rate_limit=rate_limit,
+            routing_key=routing_key,
         )
 
     async def explain_as(
@@ -114,6 +117,7 @@ class Explainer:
         body: bytes,
         query: Mapping[str, str],
         rate_limit: Decision | None = None,
+        routing_key: str | None = None,
     ) -> ExplainResult:
         """``explain`` for a caller already known: the dashboard's playground, as
         ``PredictPath.serve_as`` is for predictions."""
@@ -123,7 +127,7 @@ class Explainer:
             return batch, read_options(resolved, fields, query)
 
         resolved, (batch, options) = await self.path.admit(
-            user_id, name=name, ref=ref, decode=decode
+            user_id, name=name, ref=ref, decode=decode, routing_key=routing_key
         )
         explanation = await self._run(user_id, resolved, batch, options)
         return ExplainResult(resolved, options.method, explanation, rate_limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,9 +24,11 @@ from aiaas.registry.schemas import alias_problem
 FEEDBACK_ROWS = 10_000
 
 
-def _feedback_accuracy(
+def _feedback_figures(
     session: Session, model: Model, alias: ModelAlias
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, dict[str, float]]:
+    """Per version, the rows with feedback since the alias was set and how the predictions
+    fared on them: ``accuracy`` for a classifier, ``mean_abs_error`` for a regressor."""
     rows = session.execute(
         select(Prediction.version, Prediction.predictions, Prediction.feedback)
         .where(
@@ -36,16 +39,22 @@ def _feedback_accuracy(
         .order_by(Prediction.created_at.desc())
         .limit(FEEDBACK_ROWS)
     )
-    counted: dict[int, list[int]] = {}
+    classifier = model.task == "classification"
+    counted: dict[int, list[float]] = {}
     for version, predicted, truth in rows:
         if not predicted or not truth:
             continue
-        pair = counted.setdefault(version, [0, 0])
+        pair = counted.setdefault(version, [0, 0.0])
         for guess, label in zip(predicted, truth, strict=False):
             pair[0] += 1
-            # Labels may come back as names or as class indices: compared as text.
-            pair[1] += str(guess) == str(label)
-    return {v: {"rows": n, "accuracy": right / n} for v, (n, right) in counted.items() if n}
+            if classifier:
+                # Labels may come back as names or as class indices: compared as text.
+                pair[1] += str(guess) == str(label)
+            else:
+                error = np.abs(np.asarray(guess, np.float64) - np.asarray(label, np.float64))
+                pair[1] += float(error.mean())
+    name = "accuracy" if classifier else "mean_abs_error"
+    return {v: {"rows": n, name: total / n} for v, (n, total) in counted.items() if n}
 
 
 def compare(session: Session, *, model: Model, alias: str, stats: RolloutStats) -> dict[str, Any]:
@@ -55,7 +64,7 @@ def compare(session: Session, *, model: Model, alias: str, stats: RolloutStats) 
     split = versions.split_numbers(session, row) or {str(row.version.number): 100}
     shadow = row.shadow.number if row.shadow is not None else None
     live = stats.report(model.id, alias, row.updated_at)
-    accuracy = _feedback_accuracy(session, model, row)
+    feedback = _feedback_figures(session, model, row)
     served = [int(v) for v in split]
     entries = []
     for number in served + ([shadow] if shadow is not None else []):
@@ -79,7 +88,7 @@ def compare(session: Session, *, model: Model, alias: str, stats: RolloutStats) 
                     figures.get("mean_abs_difference") if number == shadow else None
                 ),
                 "compared_rows": figures.get("compared_rows", 0),
-                "feedback": accuracy.get(number),
+                "feedback": feedback.get(number),
             }
         )
     return {

@@ -162,8 +162,6 @@ class PredictFastLane(Lane[str]):
         )
         payload, fields = result.render(accept)
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields.items()]
-        # Which version answered: with an alias split between versions, not the same each time.
-        headers.append((b"aiaas-model-version", b"%d" % result.resolved.version))
         if result.rate_limit is not None:
             headers += result.rate_limit.headers()
         headers.append((b"content-length", b"%d" % len(payload)))

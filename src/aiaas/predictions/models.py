@@ -38,6 +38,8 @@ class Prediction(Base):
         Index(
             "ix_predictions_owner_id_model_id_feedback_at", "owner_id", "model_id", "feedback_at"
         ),
+        # A roll-out's comparison reads a model's feedback whoever called.
+        Index("ix_predictions_model_id_feedback_at", "model_id", "feedback_at"),
         Index("ix_predictions_webhook_due_at", "webhook_due_at"),
     )
 

@@ -104,6 +104,7 @@ async def predict(
         authorization=headers.get("authorization"),
         content_type=headers.get("content-type"),
         body=await request.body(),
+        routing_key=headers.get("aiaas-routing-key"),
     )
     payload, fields = result.render(headers.get("accept"))
     return Response(payload, headers=fields)

@@ -89,7 +89,8 @@ class VersionComparison(BaseModel):
     )
     compared_rows: int
     feedback: dict[str, float] | None = Field(
-        description="`rows` with feedback since the alias was set and the `accuracy` on them."
+        description="`rows` with feedback since the alias was set and how the version fared on "
+        "them: `accuracy` (classification) or `mean_abs_error` (regression)."
     )
 
 

@@ -66,12 +66,16 @@ class PredictResult:
 
     def render(self, accept: str | None) -> tuple[bytes, dict[str, str]]:
         """The answer's body and headers: .npy outputs when the client accepts them, else JSON."""
+        # Which version answered: through an alias split between versions, not the same each
+        # time (the .npy answer, which has no body to say so, also keeps its older name).
+        version = str(self.resolved.version)
         if accept is not None and NPY in accept:
             return encode_npy(self.outputs), {
                 "content-type": NPY,
                 "aiaas-prediction-id": self.id,
                 "aiaas-model": self.resolved.model,
-                "aiaas-version": str(self.resolved.version),
+                "aiaas-version": version,
+                "aiaas-model-version": version,
             }
         body = orjson.dumps(
             {
@@ -89,7 +93,7 @@ class PredictResult:
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
-        return body, {"content-type": JSON}
+        return body, {"content-type": JSON, "aiaas-model-version": version}
 
 
 @dataclass(frozen=True, slots=True)

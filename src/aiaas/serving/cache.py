@@ -108,9 +108,17 @@ class LoadingCache(Generic[R]):
         assert waiting is not None
         return waiting.wait()
 
-    def peek(self, spec: ServingSpec) -> R | None:
-        """The runtime for ``spec`` if it is loaded; never loads (and counts no hit or miss)."""
-        return self._entries.get(spec.runtime_key)
+    def if_loaded(self, spec: ServingSpec) -> R | None:
+        """The runtime for ``spec`` if it is loaded, used as ``get`` uses it (most recently
+        used now, a hit counted); None, with nothing counted, rather than loading it."""
+        key = spec.runtime_key
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is None:
+                return None
+            self._entries.move_to_end(key)
+        call(self._on_hit)
+        return cached
 
     def _load(self, spec: ServingSpec, pending: _Load[R]) -> R:
         call(self._on_miss)
