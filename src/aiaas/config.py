@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     predict_timeout_s: float = Field(default=30.0, gt=0)
     """A prediction no worker answers within this gets 504."""
 
+    explain_max_evaluations: int = Field(default=65_536, ge=1)
+    """Examples one explanation may run through the model (rows times integrated gradients'
+    steps, or times occlusion's patches); past it, 422. One request costs one call of the
+    predict rate limit, so this bounds what a call may take from the forward thread."""
+
     shadow_max_in_flight: int = Field(default=64, ge=1)
     """Copies of requests to alias shadows running at once in a gateway; past it, copies are
     dropped (and counted) rather than queued: a shadow must never hold up live traffic."""

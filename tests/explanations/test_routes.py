@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
-from aiaas.ml.explain import ExplainOptions, explain
+from aiaas.ml.explain import ExplainOptions, evaluations, explain
 from tests.factories import Account, api_key, publish, register
 from tests.helpers import assert_problem, bearer
 from tests.predictions.conftest import IRIS_LABELS, npy
@@ -305,3 +305,33 @@ def test_answers_504_past_the_predict_timeout(limited: Callable[..., TestClient]
         f"/v1/models/{name}/explain", json={"inputs": ROWS.tolist()}, headers=key
     )
     assert "No worker answered" in assert_problem(response, 504)["detail"]
+
+
+def test_an_explanation_over_the_evaluation_limit_is_refused(
+    client: TestClient,
+    predictor: dict[str, str],
+    iris: tuple[str, torch.nn.Module],
+    settings: Settings,
+) -> None:
+    """One call of the predict rate limit may not hold the forward thread without bound:
+    rows x steps past AIAAS_EXPLAIN_MAX_EVALUATIONS is a 422, before anything runs."""
+    name, _ = iris
+    limit = settings.explain_max_evaluations
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 200
+    url = f"/v1/models/{name}/explain"
+    steps = limit // len(rows) + 1
+    refused = client.post(url, json={"inputs": rows, "steps": steps}, headers=predictor)
+    body = assert_problem(refused, 422)
+    assert body["errors"][0]["loc"] == ["body", "inputs"]
+    assert f"{len(rows) * steps:,}" in body["detail"]
+    fits = client.post(url, json={"inputs": rows, "steps": steps - 1}, headers=predictor)
+    assert fits.status_code == 200, fits.text
+
+
+def test_an_explanations_cost_counts_what_each_method_runs() -> None:
+    assert evaluations(ExplainOptions(steps=64), 10, (4,)) == 640
+    assert evaluations(ExplainOptions(method="saliency"), 10, (4,)) == 10
+    # 8x8 digits: 1-pixel patches, 64 of them, plus the unoccluded pass.
+    assert evaluations(ExplainOptions(method="occlusion"), 10, (1, 8, 8)) == 650
+    # 28x28: 4-pixel patches, 7 x 7 of them.
+    assert evaluations(ExplainOptions(method="occlusion"), 2, (1, 28, 28)) == 100

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from aiaas.errors import AppError, GatewayTimeout, InvalidInput, PredictionFailed, invalid
 from aiaas.explanations.schemas import ExplainParams
-from aiaas.ml.explain import ExplainOptions, Explanation
+from aiaas.ml.explain import ExplainOptions, Explanation, evaluations
 from aiaas.ml.tensors import FloatBatch, encode_npy
 from aiaas.predictions.directory import ResolvedVersion
 from aiaas.predictions.sync import JSON, NPY, PredictPath
@@ -122,9 +122,20 @@ class Explainer:
         """``explain`` for a caller already known: the dashboard's playground, as
         ``PredictPath.serve_as`` is for predictions."""
 
+        limit = self.path.settings.explain_max_evaluations
+
         def decode(resolved: ResolvedVersion) -> tuple[FloatBatch, ExplainOptions]:
             batch, fields = self.path.decode_body(body, content_type, resolved)
-            return batch, read_options(resolved, fields, query)
+            options = read_options(resolved, fields, query)
+            cost = evaluations(options, len(batch), tuple(batch.shape[1:]))
+            if cost > limit:
+                raise InvalidInput(
+                    f"This explanation would run {cost:,} examples through the model; the "
+                    f"limit is {limit:,}: send fewer rows"
+                    + (" or fewer steps." if options.method == "integrated_gradients" else "."),
+                    errors=[{"loc": ["body", "inputs"], "msg": f"over {limit:,} evaluations"}],
+                )
+            return batch, options
 
         resolved, (batch, options) = await self.path.admit(
             user_id, name=name, ref=ref, decode=decode, routing_key=routing_key

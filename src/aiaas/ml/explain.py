@@ -141,6 +141,18 @@ def explain(
     )
 
 
+def evaluations(options: ExplainOptions, rows: int, sample: tuple[int, ...]) -> int:
+    """Examples an explanation of ``rows`` runs through the model: its cost, whatever the
+    batching (integration points or occluded copies, times the rows)."""
+    if options.method == "integrated_gradients":
+        return rows * options.steps
+    if options.method == "occlusion":
+        _, side_h, side_w = occlusion_window(sample)
+        patches = math.ceil(sample[1] / side_h) * math.ceil(sample[2] / side_w)
+        return rows * (patches + 1)
+    return rows
+
+
 def occlusion_window(sample: tuple[int, ...]) -> tuple[int, int, int]:
     """The occluded patch for samples of shape ``[channels, height, width]``: every channel,
     a square of an eighth of the shorter side (rounded up)."""
