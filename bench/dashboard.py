@@ -59,8 +59,6 @@ from bench.servers import SECRET_KEY, Fleet, platform_env, start_gateway
 BUDGET_MS = 100.0
 RESULTS = BENCH / "results" / "dashboard.json"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-# Headers a gateway might time itself with; the first found is reported.
-TIMING_HEADERS = ("server-timing", "x-process-time", "x-response-time", "x-runtime")
 PROFILE_LINES = 25
 THREADPOOL = "run_in_threadpool"
 # Requests per page in the in-process pass (and again for a profile).
@@ -85,7 +83,6 @@ class PageResult:
     p95_ms: float = 0.0
     max_ms: float = 0.0
     body_kb: float = 0.0
-    server_timing_p95_ms: float | None = None
     # The gateway's CPU time per request (all its threads), from /proc: what the page costs
     # the server whatever else the machine runs, in steps of 10 ms / n.
     server_cpu_ms: float = 0.0
@@ -126,21 +123,6 @@ def nearest_rank(samples: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def server_timing_ms(headers: httpx.Headers) -> float | None:
-    """The server's own figure for a response, in ms, where it sends one."""
-    if "server-timing" in headers:
-        found = re.findall(r"dur=([0-9.]+)", headers["server-timing"])
-        return sum(float(d) for d in found) if found else None
-    for name in TIMING_HEADERS[1:]:
-        if name in headers:
-            value = headers[name].strip().lower()
-            with contextlib.suppress(ValueError):
-                if value.endswith("ms"):
-                    return float(value[:-2])
-                return float(value.rstrip("s")) * 1000
-    return None
-
-
 def sign_in(client: httpx.Client, email: str) -> str:
     """Through the sign-in form, as a browser does; the session cookie's value."""
     page = client.get("/login")
@@ -176,9 +158,6 @@ def measure(
 ) -> PageResult:
     first = client.get(page.path, follow_redirects=False)
     result = PageResult(page.path, account, first.status_code)
-    if first.status_code == 404 and page.admin:
-        result.verdict, result.detail = "SKIP", "no such page (404)"
-        return result
     if first.status_code != 200 or page.expect not in first.text:
         result.detail = (
             f"HTTP {first.status_code}, expected text found: {page.expect in first.text}"
@@ -189,7 +168,6 @@ def measure(
     wait_quiet(max_wait)
     load, ticks = OtherLoad(), cpu_ticks(server)
     timings: list[float] = []
-    reported: list[float] = []
     for _ in range(n):
         started = time.perf_counter()
         response = client.get(page.path, follow_redirects=False)
@@ -198,17 +176,12 @@ def measure(
         if response.status_code != 200:
             result.status = response.status_code
             result.detail = f"HTTP {response.status_code} during the run"
-        own = server_timing_ms(response.headers)
-        if own is not None:
-            reported.append(own)
     result.other_cpu = load.cores()
     result.server_cpu_ms = (cpu_ticks(server) - ticks) * 1000 / CLOCK_TICKS / n
     result.n, result.samples_ms = n, [round(t, 3) for t in timings]
     result.p50_ms = statistics.median(timings)
     result.p95_ms = nearest_rank(timings, 0.95)
     result.max_ms = max(timings)
-    if reported:
-        result.server_timing_p95_ms = nearest_rank(reported, 0.95)
     result.body_kb = len(body) / 1024
     if not result.detail:
         ok = result.p95_ms < BUDGET_MS
@@ -353,20 +326,19 @@ def inspect_pages(
 def print_table(results: list[PageResult]) -> None:
     header = (
         f"{'page':<52} {'as':<5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'cpu ms':>6} "
-        f"{'hdr p95':>7} {'KiB':>6} {'SQL':>4} {'ORM objs':>8} {'blobs':>5} {'other cpu':>9}  "
+        f"{'KiB':>6} {'SQL':>4} {'ORM objs':>8} {'blobs':>5} {'other cpu':>9}  "
         "verdict"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        own = "-" if r.server_timing_p95_ms is None else f"{r.server_timing_p95_ms:.1f}"
         sql = "" if r.queries is None else str(r.queries)
         objects = "" if r.orm_objects is None else str(r.orm_objects)
         blobs = "" if r.blob_reads is None else str(r.blob_reads)
         flag = "*" if r.other_cpu > CONTENDED_CORES else " "
         print(
             f"{r.path[:52]:<52} {r.account:<5} {r.p50_ms:>7.1f} {r.p95_ms:>7.1f} "
-            f"{r.max_ms:>7.1f} {r.server_cpu_ms:>6.1f} {own:>7} {r.body_kb:>6.1f} "
+            f"{r.max_ms:>7.1f} {r.server_cpu_ms:>6.1f} {r.body_kb:>6.1f} "
             f"{sql:>4} {objects:>8} {blobs:>5} "
             f"{r.other_cpu:>8.2f}{flag}  {r.verdict} ({r.detail})"
         )
@@ -385,8 +357,6 @@ def print_report(report: dict[str, Any], results: list[PageResult]) -> None:
         f"cpu {floor['server_cpu_ms']:.1f} ms (the loopback round trip and the gateway's "
         "plumbing)"
     )
-    if not any(r.server_timing_p95_ms is not None for r in results):
-        print("the gateway sends no Server-Timing header: the client's time is judged")
     print()
     print_table(results)
     for r in results:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.demo_models import DEMOS, free_port
+# Run as a script: the sibling modules are imported as the ``bench`` package, from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.demo_models import DEMOS
+from bench.servers import Fleet, platform_account, platform_env, start_gateway
 
 RESULTS = Path(__file__).parent / "results" / "explain.json"
 WARMUP = 5
@@ -67,30 +69,16 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=240)
     args = parser.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as workdir:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
-            cwd=workdir,
-            env=env,
-        )
-        start = time.monotonic()
+        tmp = Path(workdir)
+        fleet = Fleet(tmp)
         try:
-            with httpx.Client(base_url=base, timeout=60) as client:
-                while True:
-                    try:
-                        if client.get("/healthz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
-                account = {"email": "bench@example.com", "password": "correct horse battery"}
-                client.post("/v1/auth/register", json=account)
-                token = client.post("/v1/auth/login", json=account).json()["access_token"]
-                client.headers["Authorization"] = f"Bearer {token}"
-                wait_ready(client, dict(client.headers), start + args.timeout)
+            env, home = platform_env(tmp, "explain", {"AIAAS_DEMO_MODELS": "true"})
+            base = start_gateway(fleet, "platform-explain", env, home)
+            headers = {"Authorization": f"Bearer {platform_account(base)}"}
+            with httpx.Client(base_url=base, timeout=60, headers=headers) as client:
+                wait_ready(client, headers, time.monotonic() + args.timeout)
                 for name, row in DEMOS.items():
                     body: dict[str, Any] = {"inputs": [row]}
                     series = f"{name} predict"
@@ -102,8 +90,7 @@ def main() -> int:
                         results[series] = timed(client, url, {**body, "method": method}, args.n)
                         print(f"{series:40} {results[series]}", flush=True)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            fleet.stop()
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {RESULTS}")

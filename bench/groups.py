@@ -55,8 +55,8 @@ GROUPS = (
 
 # Rounds of runs for targets measured in turns (see Bench.measure_in_turns).
 TURNS = 5
-# The canary group's split: the example of a canary's share.
-CANARY_SPLIT = {"1": 90, "2": 10}
+# The canary group's share of the traffic, as a canary commonly gets.
+CANARY_PERCENT = 10
 CANARY_CONNECTIONS = (32,)
 # The v2 group's /v1 side: its own name, so that its target never compares with the embedded
 # group's .npy runs, which were not measured in turns with it.
@@ -246,8 +246,9 @@ class Bench:
         platform_version(base, key, "mlp-bench", self.mlp.spec, nudged_weights(self.mlp.weights))
         platform_version(base, key, "mlp-bench", self.mlp.spec, self.mlp.weights)
         platform_alias(base, key, "mlp-bench", "plain", {"version": 1})
-        platform_alias(base, key, "mlp-bench", "canary", {"versions": {"1": 90, "3": 10}})
-        platform_alias(base, key, "mlp-bench", "two-models", {"versions": CANARY_SPLIT})
+        for alias, canary in (("canary", "3"), ("two-models", "2")):
+            split = {"1": 100 - CANARY_PERCENT, canary: CANARY_PERCENT}
+            platform_alias(base, key, "mlp-bench", alias, {"versions": split})
         url = f"{base}/v1/models/mlp-bench/predict"
         series = (
             ("embedded json (plain alias)", "plain"),

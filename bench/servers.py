@@ -314,16 +314,7 @@ def platform_model(
     with httpx.Client(base_url=base, timeout=60.0, headers=headers) as c:
         model = {"name": name, "task": "classification", "visibility": visibility}
         _ok(c.post("/v1/models", json=model), "create model")
-        _ok(
-            c.post(
-                f"/v1/models/{name}/versions",
-                data={"spec": json.dumps(work.spec)},
-                files={
-                    "weights": ("weights.safetensors", work.weights, "application/octet-stream")
-                },
-            ),
-            "upload version",
-        )
+    platform_version(base, key, name, work.spec, work.weights)
 
 
 def platform_version(base: str, key: str, name: str, spec: dict[str, Any], weights: bytes) -> None:

@@ -3,8 +3,7 @@
 Compose validates a file after it has replaced its ${VARIABLES}; so does this: the variables the
 file requires (${VAR:?message}) get sample values, the others their defaults, and the result is
 checked against the Compose Specification's JSON schema (deploy/schemas/compose-spec/, vendored
-with its licence). A variable required but not given must stop it, as it stops Compose: that
-is checked too, for each one.
+with its licence).
 
     python deploy/tools/validate_compose.py docker-compose.yml
 """
@@ -83,12 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     for error in sorted(validator.iter_errors(model), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(p) for p in error.absolute_path) or "(top)"
         failures.append(f"{path}: {error.message}")
-    for name in required:
-        try:
-            interpolate(raw, {k: v for k, v in env.items() if k != name})
-            failures.append(f"{name} is marked required but the file interpolates without it")
-        except Unset:
-            pass
 
     for failure in failures:
         print(f"FAIL {args.compose_file}: {failure}", file=sys.stderr)

@@ -80,3 +80,10 @@ def test_scrape_jobs_cover_the_worker_services() -> None:
     }
     assert {"gateway", "worker", "trainer", "worker-gpu"} <= names
     assert names <= set(SERVICES)
+
+
+def test_the_stack_requires_its_secrets_rather_than_defaulting_them() -> None:
+    """Compose stops on a ${VAR:?...} without a value: the stack's secrets are exactly those."""
+    text = (sources.ROOT / "docker-compose.yml").read_text()
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
+    assert required == {"AIAAS_SECRET_KEY", "GRAFANA_ADMIN_PASSWORD"}

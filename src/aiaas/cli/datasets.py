@@ -50,7 +50,10 @@ def upload(
     name: Annotated[str, typer.Option("--name", help="A name to know it by.")],
     task: Task,
     label_column: Annotated[
-        str | None, typer.Option("--label-column", help="The CSV's label column (default: last).")
+        str | None,
+        typer.Option(
+            "--label-column", help="The CSV's label column (default: the one named label)."
+        ),
     ] = None,
     input_shape: Annotated[
         str | None,

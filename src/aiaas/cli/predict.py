@@ -24,7 +24,10 @@ def predict(
     remote: Remote,
     name: ModelName,
     version: Annotated[
-        str | None, typer.Option("--version", help="A number or an alias (default: the latest).")
+        str | None,
+        typer.Option(
+            "--version", help="A number or an alias (default: production if set, else the latest)."
+        ),
     ] = None,
     inputs_json: Annotated[
         str | None,

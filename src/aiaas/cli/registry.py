@@ -135,7 +135,7 @@ def delete_model(
 
 @command(versions_app, "list")
 def list_versions(remote: Remote, name: ModelName) -> None:
-    """A model's versions, newest last."""
+    """A model's versions, newest first."""
     remote.table(VERSIONS, remote.client().versions.list(name))
 
 

@@ -27,7 +27,7 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 FLASH_COOKIE = "aiaas_flash"
 # Pages load only what the gateway serves: a stray reference to another host fails loudly.
-# Inline styles stay allowed for the heat map's cell colours; inline scripts do not.
+# Inline styles stay allowed for the confusion matrix's cell shades; inline scripts do not.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
