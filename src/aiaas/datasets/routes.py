@@ -11,10 +11,9 @@ from aiaas.accounts.service import Principal
 from aiaas.datasets import service
 from aiaas.datasets.schemas import DatasetPage, DatasetRead
 from aiaas.deps import SessionDep, SettingsDep, StoreDep
-from aiaas.errors import PROBLEM_CONTENT_TYPE, InvalidInput, PayloadTooLarge
+from aiaas.errors import PROBLEM_CONTENT_TYPE, InvalidInput
 from aiaas.ml.task import Task
 from aiaas.pagination import PageParams, page_params
-from aiaas.quotas import Quota
 from aiaas.quotas.deps import QuotasDep
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
@@ -63,17 +62,13 @@ def upload_dataset(
     ] = None,
 ) -> DatasetRead:
     """Upload a dataset; it is checked whole (every row and column) before anything is kept."""
-    limit = int(settings.max_upload_mb * 1024 * 1024)
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise PayloadTooLarge(f"The file is over the limit of {limit} bytes.")
-    # The upload's size stands for what will be stored (the parsed arrays, as NPZ).
-    quotas.check(session, principal.user, Quota.STORED_BYTES, adding=len(data))
-    dataset = service.create_dataset(
+    dataset = service.upload_dataset(
         session,
+        quotas,
         owner=principal.user,
         store=store,
-        data=data,
+        file=file.file,
+        max_bytes=int(settings.max_upload_mb * 1024 * 1024),
         filename=file.filename,
         content_type=file.content_type,
         name=name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy import func, select
@@ -23,11 +24,12 @@ from aiaas.datasets.models import Dataset
 from aiaas.datasets.parsing import parse_upload
 from aiaas.datasets.schemas import DatasetRead
 from aiaas.db import get_owned, utcnow
-from aiaas.errors import Forbidden, InvalidInput, NotFound
+from aiaas.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from aiaas.ml.task import Task
 from aiaas.pagination import PageParams, fetch_page
 from aiaas.predictions.models import Prediction
 from aiaas.predictions.service import load_inputs
+from aiaas.quotas import Quota, Quotas
 from aiaas.registry import service as registry
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.registry.versions import ensure_blob, feedback_classes
@@ -204,6 +206,45 @@ def list_datasets(
                 continue
     rows, cursor = fetch_page(session, select(Dataset).where(Dataset.owner_id == owner.id), params)
     return head + [_upload_read(d) for d in rows], cursor
+
+
+def upload_dataset(
+    session: Session,
+    quotas: Quotas,
+    *,
+    owner: User,
+    store: ArtifactStore,
+    file: BinaryIO,
+    max_bytes: int,
+    filename: str | None,
+    content_type: str | None,
+    name: str,
+    task: Task,
+    label_column: str,
+    input_shape: Sequence[int] | None,
+) -> Dataset:
+    """An uploaded file as a dataset of ``owner``'s, for the API and the dashboard: read up to
+    ``max_bytes`` (413 past it), the stored-bytes quota checked, then parsed whole."""
+    data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"The file is over the limit of {max_bytes:,} bytes.",
+            errors=[{"loc": ["file"], "msg": f"larger than {max_bytes:,} bytes"}],
+        )
+    # The upload's size stands for what will be stored (the parsed arrays, as NPZ).
+    quotas.check(session, owner, Quota.STORED_BYTES, adding=len(data))
+    return create_dataset(
+        session,
+        owner=owner,
+        store=store,
+        data=data,
+        filename=filename,
+        content_type=content_type,
+        name=name,
+        task=task,
+        label_column=label_column,
+        input_shape=input_shape,
+    )
 
 
 def create_dataset(

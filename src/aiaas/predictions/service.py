@@ -32,8 +32,6 @@ from aiaas.predictions.schemas import PredictionCreate, PredictionRead, Timings,
 from aiaas.quotas import Quota, Quotas
 from aiaas.registry import service as registry
 from aiaas.registry import versions
-from aiaas.registry.models import ModelAlias
-from aiaas.registry.schemas import DEFAULT_ALIAS, LATEST
 from aiaas.serving.postprocess import postprocess
 from aiaas.storage import ArtifactStore
 
@@ -109,11 +107,7 @@ def create_job(
         if replay is not None:
             return replay, False
     model = registry.readable_model(session, name=spec.model, user=owner)
-    ref: str | int = (
-        spec.version
-        if spec.version is not None
-        else (DEFAULT_ALIAS if session.get(ModelAlias, (model.id, DEFAULT_ALIAS)) else LATEST)
-    )
+    ref = spec.version if spec.version is not None else versions.default_reference(session, model)
     version = versions.resolve_version(session, model=model, ref=ref)
     try:
         batch = decode_json_inputs(

@@ -26,6 +26,7 @@ from aiaas.pagination import PageParams, fetch_page
 from aiaas.quotas import Quota, Quotas
 from aiaas.registry.models import Model, ModelAlias, ModelVersion
 from aiaas.registry.schemas import (
+    DEFAULT_ALIAS,
     LATEST,
     CardUpdate,
     VersionSpec,
@@ -207,6 +208,11 @@ def parse_reference(ref: str | int) -> int | str:
             errors=[{"loc": ["version"], "msg": alias_problem(ref)}],
         )
     return ref
+
+
+def default_reference(session: Session, model: Model) -> str:
+    """What a call that names no version gets: the production alias if set, else the latest."""
+    return DEFAULT_ALIAS if session.get(ModelAlias, (model.id, DEFAULT_ALIAS)) else LATEST
 
 
 def resolve_version(session: Session, *, model: Model, ref: str | int) -> ModelVersion:

@@ -16,7 +16,7 @@ from aiaas.quotas.deps import QuotasDep
 from aiaas.trainings import service
 from aiaas.trainings.schemas import TrainingCreate, TrainingPage, TrainingRead
 from aiaas.trainings.streaming import event_stream
-from aiaas.trainings.tasks import TRAINING
+from aiaas.trainings.tasks import start_training
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_CONTENT_TYPE: {}}}
 
@@ -40,11 +40,14 @@ def create_training(
     response: Response,
 ) -> TrainingRead:
     """Train a new version of `model` on `dataset`; follow it at `/v1/trainings/{id}/events`."""
-    service.check_quotas(session, quotas, owner=principal.user, model_name=body.model)
-    training = service.create_training(
-        session, owner=principal.user, spec=body, max_parameters=settings.max_model_parameters
+    training = start_training(
+        session,
+        quotas,
+        dispatcher,
+        owner=principal.user,
+        spec=body,
+        max_parameters=settings.max_model_parameters,
     )
-    dispatcher.submit(TRAINING.task, str(training.id))
     response.headers["Location"] = f"/v1/trainings/{training.id}"
     return service.to_read(training)
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from aiaas import jobs
 from aiaas.accounts.models import User
@@ -25,6 +26,7 @@ from aiaas.context import WorkerContext
 from aiaas.datasets import service as datasets
 from aiaas.datasets.arrays import DatasetArrays
 from aiaas.db import utcnow
+from aiaas.dispatch.base import Dispatcher
 from aiaas.errors import AppError
 from aiaas.ml import architectures
 from aiaas.ml.errors import Canceled
@@ -39,15 +41,19 @@ from aiaas.ml.training import (
     train,
 )
 from aiaas.ml.weights import load_safetensors, load_weights_into, save_state
+from aiaas.quotas import Quotas
 from aiaas.registry import versions
 from aiaas.registry.models import Model, ModelVersion
 from aiaas.registry.schemas import VersionSpec
 from aiaas.registry.service import release_artifacts
 from aiaas.trainings.models import FAILED, SUCCEEDED, Training
+from aiaas.trainings.schemas import TrainingCreate
 from aiaas.trainings.service import (
     END,
     EPOCH,
     add_event,
+    check_quotas,
+    create_training,
     release_checkpoint,
     version_labels,
 )
@@ -416,3 +422,20 @@ def _provenance(ident: uuid.UUID, plan: Plan) -> dict[str, Any]:
 TRAINING = jobs.JobKind(
     task="aiaas.run_training", queue=jobs.TRAINING_QUEUE, run=run_training, table=Training
 )
+
+
+def start_training(
+    session: Session,
+    quotas: Quotas,
+    dispatcher: Dispatcher,
+    *,
+    owner: User,
+    spec: TrainingCreate,
+    max_parameters: int,
+) -> Training:
+    """A caller's training, for the API and the dashboard: the quotas checked, the training
+    (and its model, when new) committed, then handed to the workers."""
+    check_quotas(session, quotas, owner=owner, model_name=spec.model)
+    training = create_training(session, owner=owner, spec=spec, max_parameters=max_parameters)
+    dispatcher.submit(TRAINING.task, str(training.id))
+    return training

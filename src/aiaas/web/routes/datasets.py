@@ -18,9 +18,8 @@ from aiaas.datasets import service as datasets
 from aiaas.datasets.models import Dataset
 from aiaas.datasets.schemas import DatasetRead
 from aiaas.deps import SessionDep, SettingsDep, StoreDep
-from aiaas.errors import AppError, Forbidden, InvalidInput, PayloadTooLarge
+from aiaas.errors import AppError, Forbidden, InvalidInput
 from aiaas.pagination import PageParams
-from aiaas.quotas import Quota
 from aiaas.quotas.deps import QuotasDep
 from aiaas.web.pages import (
     Browser,
@@ -150,20 +149,13 @@ def upload_dataset(
     form = {"name": name, "task": task, "label_column": label_column, "input_shape": input_shape}
     try:
         upload, shape = _checked(form, file)
-        limit = int(settings.max_upload_mb * 1024 * 1024)
-        data = upload.file.read(limit + 1)
-        if len(data) > limit:
-            raise PayloadTooLarge(
-                f"The file is over the limit of {settings.max_upload_mb:g} MB.",
-                errors=[{"loc": ["file"], "msg": f"larger than {limit:,} bytes"}],
-            )
-        # As the API does: the upload's size stands for what will be stored.
-        quotas.check(session, browser.user, Quota.STORED_BYTES, adding=len(data))
-        dataset = datasets.create_dataset(
+        dataset = datasets.upload_dataset(
             session,
+            quotas,
             owner=browser.user,
             store=store,
-            data=data,
+            file=upload.file,
+            max_bytes=int(settings.max_upload_mb * 1024 * 1024),
             filename=upload.filename,
             content_type=upload.content_type,
             name=name.strip(),

@@ -145,9 +145,9 @@ def _model_page(
         session, model=model, params=PageParams(limit=100, cursor=None)
     )
     aliases = versions.aliases_by_version(model)
-    # The playground asks what a predict without a version gets: production, else the latest.
-    serving = next((v for v in rows if DEFAULT_ALIAS in aliases.get(v.number, [])), None)
-    serving = serving or (rows[0] if rows else None)
+    # The playground asks what a predict without a version gets.
+    default = versions.default_reference(session, model)
+    serving = versions.resolve_version(session, model=model, ref=default) if rows else None
     return render(
         request,
         "model.html",

@@ -15,11 +15,10 @@ from aiaas.errors import AppError
 from aiaas.ml.architectures import ARCHITECTURES
 from aiaas.pagination import PageParams
 from aiaas.quotas.deps import QuotasDep
-from aiaas.trainings import service
+from aiaas.trainings import service, tasks
 from aiaas.trainings.models import FINISHED
 from aiaas.trainings.schemas import HyperparametersIn, TrainingCreate
 from aiaas.trainings.streaming import event_stream
-from aiaas.trainings.tasks import TRAINING
 from aiaas.web.forms import config_json, read_fields, schema_fields
 from aiaas.web.pages import (
     Browser,
@@ -123,15 +122,18 @@ async def start_training(
             config=config_json(form.get("config", "")) if start == "scratch" else None,
             hyperparameters=HyperparametersIn.model_validate(read_fields(HYPERPARAMETERS, form)),
         )
-        service.check_quotas(session, quotas, owner=browser.user, model_name=spec.model)
-        training = service.create_training(
-            session, owner=browser.user, spec=spec, max_parameters=settings.max_model_parameters
+        training = tasks.start_training(
+            session,
+            quotas,
+            dispatcher,
+            owner=browser.user,
+            spec=spec,
+            max_parameters=settings.max_model_parameters,
         )
     except ValidationError as exc:
         return _form_page(request, browser, session, form, invalid_form(exc))
     except AppError as exc:
         return _form_page(request, browser, session, form, exc)
-    dispatcher.submit(TRAINING.task, str(training.id))
     return redirect(request, f"/trainings/{training.id}", flash="Training queued.")
 
 
