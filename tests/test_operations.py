@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
+from aiaas.operations import service
 from tests.factories import Account
 from tests.helpers import assert_problem
 
@@ -92,3 +96,23 @@ def test_each_app_has_its_own_registry(settings: Settings, db: Database) -> None
     with TestClient(second) as client:
         text = client.get("/metrics").text
     assert 'route="/healthz"' not in text
+
+
+def test_a_flood_of_probes_checks_the_dependencies_once(
+    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes need no credential: however many arrive at once, one check runs per half
+    second (a check of a hung dependency leaves a thread behind)."""
+    runs: list[int] = []
+    real = service.run_checks
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, str]:
+        runs.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "run_checks", counted)
+    readiness = service.Readiness(settings, db, ttl_s=60)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: readiness.results(), range(64)))
+    assert answers == [{"database": "ok"}] * 64
+    assert len(runs) == 1

@@ -35,6 +35,7 @@ from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHe
 from aiaas.ml.limits import configure_limits
 from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
+from aiaas.operations.service import Readiness
 from aiaas.predictions import service as prediction_service
 from aiaas.predictions.deliveries import WebhookSender
 from aiaas.predictions.directory import ModelDirectory
@@ -230,6 +231,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(webhook_sender.close)
+            await predict_path.drop_shadows()
             await dispatcher.close()
             # After the dispatcher: what its last jobs and trainings counted goes in too.
             with contextlib.suppress(Exception):  # counts lost only if the database is down
@@ -269,6 +271,7 @@ def create_app(
     )
     app.state.predict_path = predict_path
     app.state.explainer = Explainer(predict_path)
+    app.state.readiness = Readiness(settings, db)
 
     install_error_handlers(app)
     app.include_router(operations_router)
@@ -299,7 +302,9 @@ def create_app(
     predict_limit = int(settings.max_request_mb * MB)
     open_inference = OpenInferenceLane(
         request_metrics,
-        service=OpenInference(path=predict_path, database=db, settings=settings),
+        service=OpenInference(
+            path=predict_path, database=db, settings=settings, readiness=app.state.readiness
+        ),
         max_body=predict_limit,
         record=request_metrics.record,
     )

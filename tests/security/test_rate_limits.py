@@ -393,3 +393,25 @@ def test_model_creation_publication_and_deletion_are_audited(
             ("model.created", "audited"),
         ]
         assert all(e["actor_id"] == owner.id for e in log if e["action"].startswith("model"))
+
+
+def test_the_admin_account_list_counts_what_each_account_holds(
+    settings: Settings, db: Database
+) -> None:
+    with app_with(settings, db) as client:
+        admin, busy, idle = make_admin(db, client), register(client), register(client)
+        publish(client, busy)
+        publish(client, busy)
+        api_key(client, busy, ["predict"])
+        revoked = api_key(client, busy, ["predict"])
+        client.delete(f"/v1/api-keys/{revoked['id']}", headers=busy.headers)
+        listed = client.get("/v1/admin/accounts?limit=100", headers=admin.headers).json()["data"]
+        rows = {row["id"]: row for row in listed}
+        assert (rows[busy.id]["models"], rows[busy.id]["api_keys"]) == (2, 1)
+        assert (rows[idle.id]["models"], rows[idle.id]["api_keys"]) == (0, 0)
+        assert rows[busy.id]["jobs_active"] == rows[idle.id]["jobs_active"] == 0
+        # One account's answer (after a change) counts the same way.
+        changed = client.patch(
+            f"/v1/admin/accounts/{busy.id}", json={"quotas": {"models": 9}}, headers=admin.headers
+        )
+        assert (changed.json()["models"], changed.json()["api_keys"]) == (2, 1)

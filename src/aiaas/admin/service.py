@@ -25,7 +25,8 @@ CANCELED_BY_SUSPENSION = "canceled: the account was suspended"
 
 def list_accounts(session: Session, *, params: PageParams) -> tuple[list[AccountRead], str | None]:
     users, cursor = fetch_page(session, select(User), params)
-    return [_read(session, user) for user in users], cursor
+    counts = _counts(session, [user.id for user in users])
+    return [_read(user, counts) for user in users], cursor
 
 
 def get_account(session: Session, *, account_id: uuid.UUID) -> User:
@@ -86,7 +87,7 @@ def update_account(
         **detail,
     )
     session.commit()
-    return _read(session, user)
+    return _read(user, _counts(session, [user.id]))
 
 
 def _merged(current: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -109,11 +110,27 @@ def _cancel_queued(session: Session, owner_id: uuid.UUID) -> int:
     return canceled
 
 
-def _read(session: Session, user: User) -> AccountRead:
-    def count(query: Any) -> int:
-        return int(session.scalar(query) or 0)
+Counts = dict[str, dict[uuid.UUID, int]]
 
+
+def _counts(session: Session, ids: list[uuid.UUID]) -> Counts:
+    """What each of these accounts holds, by account: a grouped count per figure for the
+    whole page rather than four queries per account."""
     active = (QUEUED, RUNNING)
+
+    def grouped(owner: Any, *where: Any) -> dict[uuid.UUID, int]:
+        query = select(owner, func.count()).where(owner.in_(ids), *where).group_by(owner)
+        return {ident: int(n) for ident, n in session.execute(query).all()}
+
+    return {
+        "models": grouped(Model.owner_id),
+        "api_keys": grouped(ApiKey.user_id, ApiKey.revoked_at.is_(None)),
+        "predictions": grouped(Prediction.owner_id, Prediction.status.in_(active)),
+        "trainings": grouped(Training.owner_id, Training.status.in_(active)),
+    }
+
+
+def _read(user: User, counts: Counts) -> AccountRead:
     limits = user.limits or {}
     return AccountRead(
         id=user.id,
@@ -124,20 +141,7 @@ def _read(session: Session, user: User) -> AccountRead:
         suspended_at=user.suspended_at,
         rate_limits=limits.get("rate_limits", {}),
         quotas=limits.get("quotas", {}),
-        models=count(select(func.count()).select_from(Model).where(Model.owner_id == user.id)),
-        api_keys=count(
-            select(func.count())
-            .select_from(ApiKey)
-            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-        ),
-        jobs_active=count(
-            select(func.count())
-            .select_from(Prediction)
-            .where(Prediction.owner_id == user.id, Prediction.status.in_(active))
-        )
-        + count(
-            select(func.count())
-            .select_from(Training)
-            .where(Training.owner_id == user.id, Training.status.in_(active))
-        ),
+        models=counts["models"].get(user.id, 0),
+        api_keys=counts["api_keys"].get(user.id, 0),
+        jobs_active=counts["predictions"].get(user.id, 0) + counts["trainings"].get(user.id, 0),
     )

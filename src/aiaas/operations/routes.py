@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from aiaas.deps import DatabaseDep, MetricsDep, SettingsDep
+from aiaas.deps import MetricsDep, SettingsDep
 from aiaas.errors import ServiceUnavailable, Unauthenticated
 from aiaas.metrics import scrape_allowed
-from aiaas.operations.service import not_ready, readiness_checks, run_checks
+from aiaas.operations.service import Readiness, not_ready
 
 router = APIRouter(tags=["operations"])
 
@@ -21,10 +21,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
-async def readyz(settings: SettingsDep, database: DatabaseDep) -> dict[str, Any]:
+async def readyz(request: Request) -> dict[str, Any]:
     """Every dependency answers: the database, and the broker when one is configured."""
-    checks = readiness_checks(settings, database)
-    results = await run_in_threadpool(run_checks, checks, timeout_s=settings.readiness_timeout_s)
+    readiness: Readiness = request.app.state.readiness
+    results = await run_in_threadpool(readiness.results)
     problem = not_ready(results)
     if problem is not None:
         raise ServiceUnavailable(problem, checks=results)

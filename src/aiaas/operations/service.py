@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import math
+import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -63,3 +66,26 @@ def not_ready(results: dict[str, str]) -> str | None:
 def _describe(exc: Exception) -> str:
     first_line = next(iter(str(exc).splitlines()), "")[:200]
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+
+
+class Readiness:
+    """The dependencies' state for the probes (``/readyz``, ``/v2/health/ready``), checked at
+    most once per ``ttl_s`` however many probes ask: they need no credential, and a check of a
+    hung dependency leaves a thread behind, so a flood of probes must not mean a flood of
+    checks. Concurrent probes wait for the one check in progress."""
+
+    def __init__(self, settings: Settings, database: Database, *, ttl_s: float = 0.5) -> None:
+        self._checks = readiness_checks(settings, database)
+        self._timeout_s = settings.readiness_timeout_s
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._checked_at = -math.inf
+        self._results: dict[str, str] = {}
+
+    def results(self) -> dict[str, str]:
+        """Each dependency's "ok" or why it is down (blocking: call it off the event loop)."""
+        with self._lock:
+            if time.monotonic() - self._checked_at >= self._ttl_s:
+                self._results = run_checks(self._checks, timeout_s=self._timeout_s)
+                self._checked_at = time.monotonic()
+            return dict(self._results)

@@ -370,6 +370,13 @@ class PredictPath:
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
+    async def drop_shadows(self) -> None:
+        """At shutdown, before the dispatcher closes: copies still running are dropped, not
+        left to fail against a closed dispatcher and be counted as the shadow's failures."""
+        for task in list(self._shadows):
+            task.cancel()
+        await asyncio.gather(*self._shadows, return_exceptions=True)
+
     async def _shadow(
         self,
         primary: ResolvedVersion,

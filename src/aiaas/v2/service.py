@@ -19,7 +19,7 @@ from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.errors import ServiceUnavailable
 from aiaas.ml.tensors import FloatBatch
-from aiaas.operations.service import not_ready, readiness_checks, run_checks
+from aiaas.operations.service import Readiness, not_ready
 from aiaas.predictions.directory import ResolvedVersion
 from aiaas.predictions.sync import PredictPath
 from aiaas.ratelimits import Decision, RouteClass
@@ -46,20 +46,20 @@ class Answer:
 class OpenInference:
     """The protocol's operations, built once in ``create_app`` over its ``PredictPath``."""
 
-    def __init__(self, *, path: PredictPath, database: Database, settings: Settings) -> None:
+    def __init__(
+        self, *, path: PredictPath, database: Database, settings: Settings, readiness: Readiness
+    ) -> None:
         self.path = path
         self.database = database
         self.settings = settings
+        self.readiness = readiness
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
 
     async def check_ready(self) -> None:
         """Raise 503 unless every dependency answers, as ``/readyz`` checks them."""
-        checks = readiness_checks(self.settings, self.database)
-        timeout = self.settings.readiness_timeout_s
-        results = await asyncio.to_thread(run_checks, checks, timeout_s=timeout)
-        problem = not_ready(results)
+        problem = not_ready(await asyncio.to_thread(self.readiness.results))
         if problem is not None:
             raise ServiceUnavailable(problem)
 
