@@ -257,7 +257,17 @@ def inspect_pages(
     from aiaas.main import create_app
     from aiaas.storage import open_store
 
-    settings = Settings(var_dir=home / "var", secret_key=SECRET_KEY, demo_models=False)
+    # The measured gateway's database and store, named outright: an AIAAS_ variable or a .env
+    # file of this shell must not point the inspection at another one.
+    var = home / "var"
+    settings = Settings(
+        var_dir=var,
+        database_url=f"sqlite:///{var / 'aiaas.db'}",
+        artifacts_url=str(var / "artifacts"),
+        secret_key=SECRET_KEY,
+        demo_models=False,
+        _env_file=None,
+    )
     database = Database.from_url(settings.resolved_database_url)
     store = open_store(settings.resolved_artifacts_url)
     counters = _Counters()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench.layout import CONNECTIONS, RESULTS, log
+from bench.layout import CONNECTIONS, RESULTS, V2_CONNECTIONS, V2_NPY_SERIES, log
 from bench.load import Target, check_outputs, median_run, sequential, wrk
 from bench.report import LoadResult, Report
 from bench.servers import (
@@ -58,10 +58,6 @@ TURNS = 5
 # The canary group's share of the traffic, as a canary commonly gets.
 CANARY_PERCENT = 10
 CANARY_CONNECTIONS = (32,)
-# The v2 group's /v1 side: its own name, so that its target never compares with the embedded
-# group's .npy runs, which were not measured in turns with it.
-V2_NPY_SERIES = "embedded npy (beside v2)"
-V2_CONNECTIONS = (1, 32)
 
 
 class Bench:

@@ -24,3 +24,9 @@ HOST = "127.0.0.1"
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# The v2 group's /v1 side: its own name, so that its target never compares with the embedded
+# group's .npy runs, which were not measured in turns with it.
+V2_NPY_SERIES = "embedded npy (beside v2)"
+V2_CONNECTIONS = (1, 32)

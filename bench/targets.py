@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.groups import V2_CONNECTIONS, V2_NPY_SERIES
-from bench.layout import CONNECTIONS
+from bench.layout import CONNECTIONS, V2_CONNECTIONS, V2_NPY_SERIES
 from bench.load import STALL_MS
 from bench.report import Report
 

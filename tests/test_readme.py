@@ -31,6 +31,12 @@ def live_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]
         yield base
 
 
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment less any ``AIAAS_`` variable, plus ``extra``: what a user's
+    shell that follows the README has."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")} | dict(extra)
+
+
 def readme_block(marker: str, language: str = "sh") -> str:
     text = (ROOT / "README.md").read_text()
     match = re.search(rf"<!-- {marker} -->\s*```{language}\n(.*?)```", text, re.S)
@@ -57,7 +63,7 @@ def run_blocks(
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=workdir,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")} | dict(env or {}),
+        env=clean_env(env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -119,7 +125,8 @@ def test_readme_predict_and_async_quickstart_works_as_written(
 def test_readme_demo_and_training_quickstart_works_as_written(
     live_server: str, tmp_path: Path
 ) -> None:
-    result = run_blocks(live_server, tmp_path, "walkthrough", "demo", "training", timeout=300)
+    blocks = ("walkthrough", "demo", "training", "explain")
+    result = run_blocks(live_server, tmp_path, *blocks, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()[3:]
     assert "8x8" in lines[0]
@@ -131,6 +138,12 @@ def test_readme_demo_and_training_quickstart_works_as_written(
     assert json.loads(events[2].removeprefix("data: ")) == {"status": "succeeded", "version": 1}
     assert float(lines[6]) >= 0.85
     assert lines[7] == "['setosa']"
+    # The digit explained: its class, the completeness gap, then an 8x8 grid of attributions.
+    target, gap = lines[8].split(" ", 1)
+    assert target == "[0]"
+    assert abs(json.loads(gap)[0]) < 0.05
+    grid = [row.split() for row in lines[9:]]
+    assert [len(row) for row in grid] == [8] * 8
 
 
 @pytest.mark.slow
@@ -142,8 +155,7 @@ def test_readme_sdk_section_works_as_written(live_server: str, tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
-        | {"AIAAS_CONFIG": str(tmp_path / "no-config.toml")},
+        env=clean_env({"AIAAS_CONFIG": str(tmp_path / "no-config.toml")}),
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

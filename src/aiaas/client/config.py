@@ -66,9 +66,10 @@ def write_file(config: Config, path: Path | None = None) -> Path:
     if config.api_key is not None:
         lines.append(f"api_key = {json.dumps(config.api_key)}")
     text = "\n".join(lines) + "\n"
-    # Created 0600 from the start: never a moment where another user could read the key.
+    # 0600 before the key is written, an older file with a wider mode included: never a
+    # moment where another user could read the key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(text)
-    os.chmod(path, 0o600)  # an older file may have had a wider mode
     return path
