@@ -75,10 +75,14 @@ class RolloutStats:
         self._max = max_rollouts
         self._window = window
 
-    def _figures(self, key: RolloutKey, version: int) -> VersionFigures:
-        # Under the lock.
+    def _figures(self, key: RolloutKey, version: int) -> VersionFigures | None:
+        """Under the lock: the figures of ``version`` in the roll-out ``key`` names; None for a
+        request routed by an older set-up of the alias (a cached entry not yet refreshed),
+        which must not count in the new one's figures."""
         slot = (key.model_id, key.alias)
         found = self._rollouts.get(slot)
+        if found is not None and key.since < found.since:
+            return None
         if found is None or found.since < key.since:  # the alias was set again: start over
             found = self._rollouts[slot] = _Rollout(since=key.since)
             while len(self._rollouts) > self._max:
@@ -95,6 +99,8 @@ class RolloutStats:
             return
         with self._lock:
             figures = self._figures(key, resolved.version)
+            if figures is None:
+                return
             figures.requests += 1
             if failed:
                 figures.errors += 1
@@ -125,6 +131,8 @@ class RolloutStats:
                 difference = float(rows.reshape(compared, -1).mean(axis=1).sum())
         with self._lock:
             figures = self._figures(key, shadow.version)
+            if figures is None:
+                return compared, agreeing
             figures.shadow_requests += 1
             if theirs is None:
                 figures.shadow_errors += 1
