@@ -1,6 +1,13 @@
-"""Browser fixtures: one live ``aiaas serve`` (demo models on) for the module's browser tests,
+"""The dashboard's fixtures and the helpers its tests share.
+
+Through the ASGI app: ``sign_in`` (a form post with the login page's CSRF token, as a browser
+does), ``csrf_of`` (the token a page carries) and ``account``, an account signed in on
+``client``. A module whose ``client`` is another app's (``live_client``) gets its account
+signed in there: the fixture follows the module's ``client``.
+
+In Chromium: one live ``aiaas serve`` (demo models on) for the package's browser tests,
 Debian's chromium driven by Playwright, and a page per test that fails the test on any console
-error and on any request to a host other than the server's.
+error and on any request to a host other than the server's (helpers in tests/web/browser.py).
 
 Playwright's own browser download cannot work here: ``make browser`` installs Debian's
 ``chromium``, which these fixtures launch by path. Without it (or without the ``playwright``
@@ -10,21 +17,55 @@ package) the browser tests are skipped, except under CI, where that is a failure
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import pytest
+from fastapi.testclient import TestClient
 
+from tests.factories import Account
 from tests.helpers import live_server
+from tests.web.browser import PageWatch
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "images"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(client: TestClient, path: str) -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    found = CSRF.search(page.text)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, account: Account) -> None:
+    token = csrf_of(client, "/login")
+    response = client.post(
+        "/login",
+        data={"email": account.email, "password": account.password, "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/models"
+
+
+@pytest.fixture
+def registered(make_account: Callable[..., Account]) -> Account:
+    """An account on ``client`` that has not signed in there (the sign-in tests' own)."""
+    return make_account()
+
+
+@pytest.fixture
+def account(client: TestClient, registered: Account) -> Account:
+    """An account signed in on ``client``: its session cookie goes with every request."""
+    sign_in(client, registered)
+    return registered
 
 
 def _browser_missing() -> str | None:
@@ -73,32 +114,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-class PageWatch:
-    """What a page did that it must not: console errors, uncaught exceptions, requests to
-    other hosts."""
-
-    def __init__(self, base: str) -> None:
-        self.host = urlsplit(base).hostname
-        self.problems: list[str] = []
-        # A status the test provoked on purpose (a refused form) is not a console error.
-        self.expected_statuses: set[int] = set()
-
-    def console(self, message: Any) -> None:
-        if message.type != "error":
-            return
-        text = message.text
-        if any(f"status of {s} " in text for s in self.expected_statuses):
-            return
-        self.problems.append(f"console error: {text}")
-
-    def request(self, request: Any) -> None:
-        parts = urlsplit(request.url)
-        if parts.scheme in ("data", "blob"):
-            return
-        if parts.hostname != self.host:
-            self.problems.append(f"request to another host: {request.url}")
-
-
 @pytest.fixture
 def watch(server: str) -> PageWatch:
     return PageWatch(server)
@@ -120,9 +135,3 @@ def page(context: BrowserContext, watch: PageWatch) -> Iterator[Page]:
     opened.on("request", watch.request)
     yield opened
     assert watch.problems == []
-
-
-def screenshot(page: Page, name: str) -> None:
-    """Save the page for the README (docs/images/dashboard-NAME.png)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=True)

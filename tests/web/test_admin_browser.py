@@ -18,8 +18,7 @@ import pytest
 
 from tests.factories import PASSWORD, Account, api_key, register, unique
 from tests.helpers import bearer, live_server
-from tests.web.conftest import PageWatch, screenshot
-from tests.web.test_dashboard import UNLABELLED
+from tests.web.browser import PageWatch, accessible, screenshot
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -154,5 +153,4 @@ def test_every_admin_page_has_one_h1_and_labels_on_every_field(
     sign_in(page, admin_email)
     for path in ["/admin", "/admin/accounts", f"/admin/accounts/{account.id}", "/admin/audit"]:
         page.goto(path)
-        assert page.locator("h1").count() == 1, path
-        assert page.evaluate(UNLABELLED) == [], path
+        accessible(page)

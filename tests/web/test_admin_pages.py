@@ -22,7 +22,7 @@ from aiaas.metering.models import UsageHour
 from aiaas.quotas import Quota
 from tests.factories import Account, add_model, add_prediction, api_key, register
 from tests.helpers import assert_problem, bearer
-from tests.web.test_sessions import csrf_of, sign_in
+from tests.web.conftest import csrf_of, sign_in
 
 ADMIN_PAGES = ["/admin", "/admin/accounts", "/admin/audit"]
 

@@ -3,8 +3,6 @@ aliases, API keys, the playground, and the accessibility basics of every page.""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,40 +10,23 @@ import httpx
 import pytest
 
 from aiaas.ml.weights import save_safetensors
-from tests.factories import MLP_CONFIG, PASSWORD, seeded_module, unique, wait_until
-from tests.web.conftest import PageWatch, screenshot
+from tests.factories import MLP_CONFIG, PASSWORD, seeded_module, unique
+from tests.web.browser import (
+    PageWatch,
+    accessible,
+    create_model,
+    draw_zero,
+    prediction,
+    screenshot,
+    sign_up,
+    upload,
+    wait_for_demo,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow
-
-
-def sign_up(page: Page) -> str:
-    email = f"{unique('web')}@example.com"
-    page.goto("/signup")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password again").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    page.wait_for_url("**/models")
-    return email
-
-
-def create_model(page: Page, name: str, labels: str = "setosa, versicolor, virginica") -> None:
-    page.goto("/models/new")
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Labels").fill(labels)
-    page.get_by_label("Public: anyone with an account may call it").check()
-    page.get_by_role("button", name="Create the model").click()
-    page.wait_for_url(f"**/models/{name}")
-
-
-def upload(page: Page, path: Path, config: dict[str, object]) -> None:
-    page.get_by_label("Architecture").select_option("mlp")
-    page.get_by_label("Config (JSON)").fill(json.dumps(config))
-    page.get_by_label("Weights (.safetensors)").set_input_files(str(path))
-    page.get_by_role("button", name="Upload").click()
 
 
 def test_a_visitor_signs_up_signs_out_and_signs_in(page: Page, watch: PageWatch) -> None:
@@ -160,49 +141,19 @@ def test_keys_are_shown_once_work_and_can_be_revoked(page: Page, server: str) ->
     assert httpx.get(f"{server}/v1/me", headers=headers).status_code == 401
 
 
-def _wait_for_demo(server: str, page: Page) -> None:
-    def ready() -> bool:
-        return page.request.get("/models/digits-cnn/versions/latest").status == 200
-
-    wait_until(ready, timeout=240, interval=1, what="the digits-cnn demo model's first version")
-
-
-def _draw_zero(page: Page) -> None:
-    canvas = page.locator("canvas#draw")
-    box = canvas.bounding_box()
-    assert box is not None
-    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    rx, ry = box["width"] * 0.22, box["height"] * 0.36
-    page.mouse.move(cx + rx, cy)
-    page.mouse.down()
-    for step in range(1, 41):
-        angle = 2 * math.pi * step / 40
-        page.mouse.move(cx + rx * math.cos(angle), cy + ry * math.sin(angle))
-    page.mouse.up()
-
-
-def _prediction(page: Page) -> str:
-    """The playground's answer once it came (the page's CSP forbids Playwright's eval)."""
-    output = page.locator("output#prediction")
-    found: str = wait_until(
-        lambda: output.get_attribute("data-value"), timeout=30, what="the playground's answer"
-    )
-    return found
-
-
 def test_the_playground_recognises_a_drawn_zero(page: Page, server: str) -> None:
     sign_up(page)
-    _wait_for_demo(server, page)
+    wait_for_demo(server, page)
     page.goto("/models/digits-cnn")
-    _draw_zero(page)
+    draw_zero(page)
     page.get_by_role("button", name="Predict").click()
-    assert _prediction(page) == "0"
+    assert prediction(page) == "0"
     screenshot(page, "playground")
 
 
 def test_the_playground_works_with_the_keyboard(page: Page, server: str) -> None:
     sign_up(page)
-    _wait_for_demo(server, page)
+    wait_for_demo(server, page)
     page.goto("/models/digits-cnn")
     canvas = page.locator("canvas#draw")
     canvas.focus()
@@ -217,12 +168,12 @@ def test_the_playground_works_with_the_keyboard(page: Page, server: str) -> None
     page.keyboard.press("Tab")  # Clear
     page.keyboard.press("Tab")  # Predict
     page.keyboard.press("Enter")
-    assert _prediction(page) == "0"
+    assert prediction(page) == "0"
 
 
 def test_a_trained_version_shows_its_metrics_and_confusion_matrix(page: Page, server: str) -> None:
     sign_up(page)
-    _wait_for_demo(server, page)
+    wait_for_demo(server, page)
     page.goto("/models/digits-cnn/versions/latest")
     assert page.get_by_role("heading", level=1).inner_text().startswith("digits-cnn v")
     matrix = page.locator("#confusion-matrix")
@@ -241,21 +192,14 @@ SIGNED_IN_PAGES = [
     "/models/digits-cnn",
     "/models/digits-cnn/versions/latest",
 ]
-UNLABELLED = """() => Array.from(document.querySelectorAll(
-    'input:not([type=hidden]):not([type=submit]), select, textarea'))
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-    && !el.getAttribute('aria-labelledby'))
-  .map((el) => el.outerHTML)"""
 
 
 def test_every_page_has_one_h1_and_labels_on_every_field(page: Page, server: str) -> None:
     for path in PAGES:
         page.goto(path)
-        assert page.locator("h1").count() == 1, path
-        assert page.evaluate(UNLABELLED) == [], path
+        accessible(page)
     sign_up(page)
-    _wait_for_demo(server, page)
+    wait_for_demo(server, page)
     for path in SIGNED_IN_PAGES:
         page.goto(path)
-        assert page.locator("h1").count() == 1, path
-        assert page.evaluate(UNLABELLED) == [], path
+        accessible(page)

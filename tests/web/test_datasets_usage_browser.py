@@ -12,19 +12,13 @@ import pytest
 
 from aiaas.ml.weights import save_safetensors
 from tests.factories import MLP_CONFIG, seeded_module, unique
-from tests.web.conftest import PageWatch, screenshot
-from tests.web.test_dashboard import UNLABELLED, create_model, sign_up, upload
+from tests.web.browser import PageWatch, accessible, create_model, screenshot, sign_up, upload
 from tests.web.test_datasets_usage_pages import BAD_CSV, GOOD_CSV, ROW
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow
-
-
-def accessible(page: Page) -> None:
-    assert page.locator("h1").count() == 1, page.url
-    assert page.evaluate(UNLABELLED) == [], page.url
 
 
 def upload_dataset(page: Page, path: Path, name: str) -> None:

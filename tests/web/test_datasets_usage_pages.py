@@ -9,7 +9,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from aiaas.config import Settings
@@ -17,19 +16,12 @@ from aiaas.db import Database
 from aiaas.main import create_app
 from tests.factories import Account, publish, register, upload_dataset
 from tests.security.test_quotas import set_quotas
-from tests.web.test_sessions import csrf_of, sign_in
+from tests.web.conftest import csrf_of, sign_in
 
 GOOD_CSV = b"width,height,label\n1.5,2,cat\n3,4.25,dog\n5,6,cat\n"
 # Line 3 (the header is line 1) holds a word where a number belongs.
 BAD_CSV = b"width,height,label\n1.5,2,cat\n3,tall,dog\n5,6,cat\n"
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    account = register(client)
-    sign_in(client, account)
-    return account
 
 
 def uploads(client: TestClient, account: Account) -> list[dict[str, Any]]:

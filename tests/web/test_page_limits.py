@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.main import create_app
-from tests.factories import Account, api_key, publish, register
+from tests.factories import Account, api_key, publish
 from tests.helpers import bearer
-from tests.web.test_sessions import csrf_of, sign_in
+from tests.web.conftest import csrf_of
 
 ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
 
@@ -23,13 +23,6 @@ def app(settings: Settings, db: Database) -> FastAPI:
         update={"rate_limit_predict": "2/minute", "rate_limit_train": "1/minute"}
     )
     return create_app(limited, database=db)
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    account = register(client)
-    sign_in(client, account)
-    return account
 
 
 def test_the_playground_takes_from_the_predict_limit(client: TestClient, account: Account) -> None:

@@ -6,20 +6,12 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
 from aiaas.ml.weights import save_safetensors
 from tests.factories import MLP_CONFIG, Account, create_model, publish, register, seeded_module
 from tests.helpers import bearer
-from tests.web.test_sessions import csrf_of, sign_in
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    account = register(client)
-    sign_in(client, account)
-    return account
+from tests.web.conftest import csrf_of
 
 
 def test_create_a_model_and_refuse_a_bad_name(client: TestClient, account: Account) -> None:

@@ -13,14 +13,14 @@ import pytest
 
 from aiaas.ml.weights import save_safetensors
 from tests.factories import seeded_module, unique, wait_until
-from tests.web.conftest import PageWatch
-from tests.web.test_dashboard import (
+from tests.web.browser import (
     UNLABELLED,
-    _draw_zero,
-    _prediction,
-    _wait_for_demo,
+    PageWatch,
     create_model,
+    draw_zero,
+    prediction,
     sign_up,
+    wait_for_demo,
 )
 
 if TYPE_CHECKING:
@@ -31,13 +31,13 @@ pytestmark = pytest.mark.slow
 
 def test_a_drawn_digit_is_explained_as_a_heat_map(page: Page, server: str) -> None:
     sign_up(page)
-    _wait_for_demo(server, page)
+    wait_for_demo(server, page)
     page.goto("/models/digits-cnn")
-    _draw_zero(page)
+    draw_zero(page)
     explain = page.get_by_role("button", name="Explain")
     explain.focus()
     page.keyboard.press("Enter")
-    assert _prediction(page) == "0"
+    assert prediction(page) == "0"
     figure = page.locator("figure#explanation")
     wait_until(
         lambda: figure.get_attribute("data-shown"), timeout=30, what="the explanation's heat map"

@@ -10,7 +10,6 @@ import re
 from typing import Any
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 
 from aiaas.ml.weights import save_safetensors
@@ -24,7 +23,7 @@ from tests.factories import (
     unique,
     wait_training,
 )
-from tests.web.test_sessions import csrf_of, sign_in
+from tests.web.conftest import csrf_of, sign_in
 
 NPY = "application/x-npy"
 CNN_CONFIG: dict[str, Any] = {
@@ -35,13 +34,6 @@ CNN_CONFIG: dict[str, Any] = {
     "hidden": [8],
     "output_dim": 3,
 }
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    account = register(client)
-    sign_in(client, account)
-    return account
 
 
 def npy(array: Any) -> bytes:

@@ -3,43 +3,15 @@ ends a session, the token every form must carry, and that cookies never open the
 
 from __future__ import annotations
 
-import re
-
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from aiaas.db import Database
 from aiaas.web.models import WebSession
 from aiaas.web.sessions import SESSION_COOKIE
-from tests.factories import PASSWORD, Account, register
+from tests.factories import PASSWORD, Account
 from tests.helpers import assert_problem, bearer
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(client: TestClient, path: str) -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text
-    found = CSRF.search(page.text)
-    assert found, f"no CSRF token on {path}"
-    return found.group(1)
-
-
-def sign_in(client: TestClient, account: Account) -> None:
-    token = csrf_of(client, "/login")
-    response = client.post(
-        "/login",
-        data={"email": account.email, "password": account.password, "csrf_token": token},
-        follow_redirects=False,
-    )
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/models"
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    return register(client)
+from tests.web.conftest import csrf_of, sign_in
 
 
 def test_a_visitor_is_sent_to_sign_in(client: TestClient) -> None:
@@ -53,15 +25,15 @@ def test_a_visitor_is_sent_to_sign_in(client: TestClient) -> None:
 
 
 def test_sign_in_sets_an_httponly_lax_cookie_and_stores_only_a_hash(
-    client: TestClient, account: Account, db: Database
+    client: TestClient, registered: Account, db: Database
 ) -> None:
-    sign_in(client, account)
+    sign_in(client, registered)
     cookie = client.cookies[SESSION_COOKIE]
     with db.session() as session:
         stored = session.scalars(select(WebSession.token_hash)).all()
     assert cookie not in stored
     assert len(stored) == 1
-    header = _set_cookie_header(client, account)
+    header = _set_cookie_header(client, registered)
     assert "HttpOnly" in header
     assert "SameSite=lax" in header
     assert "Secure" not in header
@@ -79,13 +51,12 @@ def _set_cookie_header(client: TestClient, account: Account) -> str:
     return next(h for h in response.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
 
 
-def test_the_cookie_is_secure_over_https(client: TestClient, account: Account) -> None:
+def test_the_cookie_is_secure_over_https(client: TestClient, registered: Account) -> None:
     client.base_url = "https://testserver"  # type: ignore[assignment]  # httpx parses it
-    assert "Secure" in _set_cookie_header(client, account)
+    assert "Secure" in _set_cookie_header(client, registered)
 
 
 def test_cookies_never_authenticate_the_api(client: TestClient, account: Account) -> None:
-    sign_in(client, account)
     assert client.get("/models").status_code == 200
     assert_problem(client.get("/v1/me"), 401)
     assert_problem(client.get("/v1/models"), 401)
@@ -94,7 +65,6 @@ def test_cookies_never_authenticate_the_api(client: TestClient, account: Account
 
 
 def test_a_form_without_the_csrf_token_is_refused(client: TestClient, account: Account) -> None:
-    sign_in(client, account)
     for data in ({"name": "k", "scopes": "predict"}, {"name": "k", "csrf_token": "forged"}):
         refused = client.post("/keys", data=data)
         assert refused.status_code == 403
@@ -115,7 +85,6 @@ def test_a_form_without_the_csrf_token_is_refused(client: TestClient, account: A
 
 
 def test_sign_out_ends_the_session(client: TestClient, account: Account, db: Database) -> None:
-    sign_in(client, account)
     cookie = client.cookies[SESSION_COOKIE]
     token = csrf_of(client, "/models")
     out = client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
@@ -129,7 +98,6 @@ def test_sign_out_ends_the_session(client: TestClient, account: Account, db: Dat
 def test_a_password_change_ends_the_session_and_the_login_tokens(
     client: TestClient, account: Account
 ) -> None:
-    sign_in(client, account)
     token = csrf_of(client, "/account")
     wrong = client.post(
         "/account/password",
@@ -151,7 +119,6 @@ def test_a_password_change_ends_the_session_and_the_login_tokens(
 def test_an_api_password_change_ends_dashboard_sessions(
     client: TestClient, account: Account
 ) -> None:
-    sign_in(client, account)
     changed = client.post(
         "/v1/auth/password",
         json={"current_password": PASSWORD, "new_password": "yet another one"},
@@ -162,11 +129,11 @@ def test_an_api_password_change_ends_dashboard_sessions(
 
 
 def test_wrong_credentials_show_a_message_and_sign_in_nothing(
-    client: TestClient, account: Account
+    client: TestClient, registered: Account
 ) -> None:
     token = csrf_of(client, "/login")
     response = client.post(
-        "/login", data={"email": account.email, "password": "wrong", "csrf_token": token}
+        "/login", data={"email": registered.email, "password": "wrong", "csrf_token": token}
     )
     assert response.status_code == 401
     assert "Email or password is wrong." in response.text
@@ -188,7 +155,7 @@ def test_sign_up_signs_in(client: TestClient) -> None:
     assert again.status_code == 409
 
 
-def test_next_only_leads_to_this_site(client: TestClient, account: Account) -> None:
+def test_next_only_leads_to_this_site(client: TestClient, registered: Account) -> None:
     token = csrf_of(client, "/login")
     for target, expected in (
         ("/keys", "/keys"),
@@ -199,7 +166,7 @@ def test_next_only_leads_to_this_site(client: TestClient, account: Account) -> N
         response = client.post(
             "/login",
             data={
-                "email": account.email,
+                "email": registered.email,
                 "password": PASSWORD,
                 "csrf_token": token,
                 "next": target,

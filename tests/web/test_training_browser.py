@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.factories import unique
-from tests.web.conftest import screenshot
-from tests.web.test_dashboard import UNLABELLED, sign_up
+from tests.web.browser import accessible, screenshot, sign_up
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -30,8 +29,7 @@ RECORD_GROWTH = """() => {
 def test_an_iris_training_is_watched_to_the_end(page: Page) -> None:
     sign_up(page)
     page.goto("/trainings/new")
-    assert page.locator("h1").count() == 1
-    assert page.evaluate(UNLABELLED) == []
+    accessible(page)
     model = unique("web-iris")
     page.get_by_label("Model", exact=True).fill(model)
     page.get_by_label("Dataset").select_option("builtin:iris")

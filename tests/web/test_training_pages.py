@@ -11,20 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Account, register, wait_training
-from tests.web.test_sessions import csrf_of, sign_in
+from tests.web.conftest import csrf_of, sign_in
 
 
 @pytest.fixture
 def client(live_client: TestClient) -> TestClient:
     # Trainings run on threads of their own: they need a database whose commits stick.
     return live_client
-
-
-@pytest.fixture
-def account(client: TestClient) -> Account:
-    account = register(client)
-    sign_in(client, account)
-    return account
 
 
 def trainings(client: TestClient, account: Account) -> list[dict[str, object]]:

@@ -148,6 +148,14 @@ def posted_within(route_class: RouteClass) -> Callable[..., Browser]:
     return check
 
 
+async def form_values(request: Request) -> dict[str, str]:
+    """The posted form's text fields, for forms whose field names are known only once posted
+    (an architecture's generated config fields, a field per quota). Starlette keeps the parsed
+    form on the request: the CSRF check and the declared ``Form()`` fields read it already."""
+    posted = await request.form()
+    return {name: value for name, value in posted.items() if isinstance(value, str)}
+
+
 SignedIn = Annotated[Browser, Depends(get_browser)]
 # For every POST: a signed-in browser that sent its session's CSRF token.
 Posted = Annotated[Browser, Depends(checked_browser)]
@@ -155,6 +163,7 @@ PostedRegistry = Annotated[Browser, Depends(posted_within(RouteClass.REGISTRY))]
 PostedTrain = Annotated[Browser, Depends(posted_within(RouteClass.TRAIN))]
 VisitorDep = Annotated[Visitor, Depends(get_visitor)]
 PostedByVisitor = Annotated[Visitor, Depends(checked_visitor)]
+FormValues = Annotated[dict[str, str], Depends(form_values)]
 
 
 def render(

@@ -1,6 +1,7 @@
 """The service's state for the admin overview, read from what the platform records: job rows
 (shared by every gateway and worker), the usage table every process flushes to, this
-process's metrics and, in embedded mode, its model cache. Figures come back ready to show."""
+process's metrics and, in embedded mode, its model cache. Ratios come back ready to show;
+sizes as bytes, for the templates' filesizeformat."""
 
 from __future__ import annotations
 
@@ -58,8 +59,8 @@ def model_cache(dispatcher: InProcessDispatcher, metrics: Metrics) -> dict[str, 
     hits, misses = _counted(metrics.model_cache_hits), _counted(metrics.model_cache_misses)
     return {
         "entries": len(cache),
-        "bytes": size(cache.total_bytes),
-        "budget": size(cache.budget_bytes),
+        "bytes": cache.total_bytes,
+        "budget": cache.budget_bytes,
         "hits": hits,
         "misses": misses,
         "hit_ratio": ratio(hits, hits + misses),
@@ -94,15 +95,6 @@ def errors(session: Session, metrics: Metrics) -> dict[str, Any]:
 
 def ratio(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f} %" if whole else "none yet"
-
-
-def size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{n:,} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def account_counts(session: Session) -> dict[str, int]:

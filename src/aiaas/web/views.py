@@ -98,6 +98,11 @@ def architectures() -> list[dict[str, Any]]:
     ]
 
 
+def architecture_choices() -> list[tuple[str, str]]:
+    """The upload form's menu of families: (name, "name: description")."""
+    return [(arch.name, f"{arch.name}: {arch.description}") for arch in ARCHITECTURES.values()]
+
+
 @functools.cache
 def config_fields() -> dict[str, list[SchemaField]]:
     """Each family's config fields, from its config schema with its example filling the

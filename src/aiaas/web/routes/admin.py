@@ -49,7 +49,16 @@ from aiaas.quotas.service import default_limit
 from aiaas.ratelimits.policy import RouteClass, parse_overrides
 from aiaas.usage import service as usage
 from aiaas.web import service_state as state
-from aiaas.web.pages import Browser, PageRoute, Posted, SignedIn, redirect, refused, render
+from aiaas.web.pages import (
+    Browser,
+    FormValues,
+    PageRoute,
+    Posted,
+    SignedIn,
+    redirect,
+    refused,
+    render,
+)
 
 router = APIRouter(route_class=PageRoute)
 PAGE_SIZE = 50
@@ -94,15 +103,9 @@ def _usage_meter(request: Request) -> UsageMeter:
     return meter
 
 
-async def _form_fields(request: Request) -> dict[str, str]:
-    # Starlette keeps the parsed form: the CSRF check has read it already.
-    return {name: value for name, value in (await request.form()).items() if isinstance(value, str)}
-
-
 Admin = Annotated[Browser, Depends(_viewing_admin)]
 PostingAdmin = Annotated[Browser, Depends(_posting_admin)]
 MeterDep = Annotated[UsageMeter, Depends(_usage_meter)]
-FormFields = Annotated[dict[str, str], Depends(_form_fields)]
 
 
 # ---- the overview -----------------------------------------------------------------------------
@@ -246,11 +249,6 @@ def _account_context(
             **{f"quota_{q}": _text(quota_overrides.get(str(q))) for q in Quota},
         },
         "usage": used,
-        "stored": {
-            "weights": state.size(used.stored_bytes.weights),
-            "datasets": state.size(used.stored_bytes.datasets),
-            "jobs": state.size(used.stored_bytes.jobs),
-        },
         "days": USAGE_DAYS,
         "keys": [ApiKeyRead.model_validate(key) for key in keys],
     }
@@ -262,16 +260,15 @@ def _text(value: object) -> str:
 
 def _quota_row(row: QuotaRead, settings: Settings, *, overridden: bool) -> dict[str, Any]:
     quota = Quota(row.quota)
-
-    def show(n: int) -> str:
-        return state.size(n) if quota is Quota.STORED_BYTES else f"{n:,} {row.unit}"
-
     return {
         "name": row.quota,
         "label": row.quota.replace("_", " "),
-        "current": show(row.current),
-        "limit": "unlimited" if row.limit is None else show(row.limit),
-        "default": show(default_limit(quota, settings)),
+        # A size is shown through the templates' filesizeformat, a count with its unit.
+        "bytes": quota is Quota.STORED_BYTES,
+        "unit": row.unit,
+        "current": row.current,
+        "limit": row.limit,
+        "default": default_limit(quota, settings),
         "full": row.limit is not None and row.current >= row.limit,
         "overridden": overridden,
         "model": row.model,
@@ -316,7 +313,7 @@ def set_limits(
     bus: EventsDep,
     address: ClientAddress,
     account_id: uuid.UUID,
-    fields: FormFields,
+    fields: FormValues,
 ) -> Response:
     user = admin.get_account(session, account_id=account_id)
     names = [f"rate_{c}" for c in ACCOUNT_RATES] + [f"quota_{q}" for q in Quota]

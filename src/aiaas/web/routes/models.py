@@ -23,6 +23,7 @@ from aiaas.web import views
 from aiaas.web.forms import config_json, read_fields
 from aiaas.web.pages import (
     Browser,
+    FormValues,
     PageRoute,
     Posted,
     PostedRegistry,
@@ -49,16 +50,6 @@ def _writable(name: str, browser: Posted, session: SessionDep) -> Model:
 
 Readable = Annotated[Model, Depends(_readable)]
 Writable = Annotated[Model, Depends(_writable)]
-
-
-async def _form_text(request: Request) -> dict[str, str]:
-    # The form is parsed (and cached on the request) already for the declared fields; this
-    # reads the generated ones, whose names depend on the architecture picked.
-    posted = await request.form()
-    return {key: value for key, value in posted.items() if isinstance(value, str)}
-
-
-FormValues = Annotated[dict[str, str], Depends(_form_text)]
 
 
 def _labels(text: str) -> list[str] | None:
@@ -158,6 +149,7 @@ def _model_page(
         versions=[views.version_row(v, aliases.get(v.number, [])) for v in rows],
         default_alias=DEFAULT_ALIAS,
         architectures=views.architectures(),
+        architecture_choices=views.architecture_choices(),
         playground=views.playground(model, serving) if serving is not None else None,
         **context,
     )

@@ -22,6 +22,7 @@ from aiaas.trainings.streaming import event_stream
 from aiaas.web.forms import config_json, read_fields, schema_fields
 from aiaas.web.pages import (
     Browser,
+    FormValues,
     PageRoute,
     Posted,
     PostedTrain,
@@ -66,7 +67,7 @@ def _form_page(
     )
     context: dict[str, Any] = {
         "form": form,
-        "datasets": found,
+        "dataset_choices": [(d.id, f"{d.name} ({d.task}, {d.rows:,} rows)") for d in found],
         "architectures": list(ARCHITECTURES),
         "hyperparameters": HYPERPARAMETERS,
     }
@@ -100,16 +101,15 @@ def _base_version(text: str) -> int | str:
 
 
 @router.post("/trainings/new")
-async def start_training(
+def start_training(
     request: Request,
     browser: PostedTrain,
     session: SessionDep,
     quotas: QuotasDep,
     settings: SettingsDep,
     dispatcher: DispatcherDep,
+    form: FormValues,
 ) -> Response:
-    posted = await request.form()
-    form = {k: v for k, v in posted.items() if isinstance(v, str)}
     start = form.get("start", "scratch")
     try:
         spec = TrainingCreate(

@@ -1,9 +1,7 @@
-// The version page's loss curves, from the history the training stored (Chart.js).
-const data = document.getElementById("loss-history");
-const canvas = document.getElementById("loss-chart");
-if (data && canvas && window.Chart) {
-  const history = JSON.parse(data.textContent);
-  new window.Chart(canvas, {
+// Loss curves (Chart.js): training and validation loss per epoch. The version page draws the
+// history its training stored; a training's page (training.js) grows one as epochs end.
+export function lossChart(canvas, history = []) {
+  return new window.Chart(canvas, {
     type: "line",
     data: {
       labels: history.map((h) => h.epoch),
@@ -19,3 +17,7 @@ if (data && canvas && window.Chart) {
     },
   });
 }
+
+const data = document.getElementById("loss-history");
+const canvas = document.getElementById("loss-chart");
+if (data && canvas && window.Chart) lossChart(canvas, JSON.parse(data.textContent));

@@ -1,23 +1,11 @@
 // A training's page: follows its events stream (every past event first, then each epoch as
 // it ends) to move the progress bar, the ETA and the loss curves, until the end event.
+import { lossChart } from "./charts.js";
+
 const root = document.getElementById("training");
 const canvas = document.getElementById("live-loss-chart");
 if (root && canvas && window.Chart) {
-  const chart = new window.Chart(canvas, {
-    type: "line",
-    data: {
-      labels: [],
-      datasets: [
-        { label: "training loss", data: [], borderColor: "#2563eb" },
-        { label: "validation loss", data: [], borderColor: "#dc2626" },
-      ],
-    },
-    options: {
-      animation: false,
-      maintainAspectRatio: false,
-      scales: { x: { title: { display: true, text: "epoch" } } },
-    },
-  });
+  const chart = lossChart(canvas);
   const text = (id, value) => { document.getElementById(id).textContent = value; };
   const progress = document.getElementById("training-progress");
   const showProgress = (fraction) => {
