@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import astuple
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Select, cast, func, select
 from sqlalchemy.orm import Session
 
 from aiaas.errors import InvalidInput
-from aiaas.metering.meter import Counts, UsageMeter, hour_of
+from aiaas.metering.meter import Counts, UsageMeter, hour_of, hour_start
 from aiaas.metering.models import UsageHour
 from aiaas.registry.models import Model
 from aiaas.usage.counting import stored_bytes
@@ -32,6 +34,36 @@ MAX_SPAN = {"day": timedelta(days=366), "hour": timedelta(days=31)}
 def _bucket(at: datetime, granularity: Granularity) -> datetime:
     hour = hour_of(at)
     return hour if granularity == "hour" else hour.replace(hour=0)
+
+
+# The counted figures in Counts' order, and their zero (the type each sum comes back as).
+FIGURES = (
+    UsageHour.predictions,
+    UsageHour.rows,
+    UsageHour.compute_s,
+    UsageHour.errors,
+    UsageHour.trainings,
+    UsageHour.training_compute_s,
+)
+ZERO = astuple(Counts())
+
+
+def _summed(session: Session, granularity: Granularity) -> Select[*tuple[Any, ...]]:
+    """Each model's figures per hour (the rows as stored) or per day (summed by the database:
+    a month of a busy account is thousands of hourly rows, read on every view of its usage).
+    A day is a whole number of days since the epoch, from each backend's own epoch seconds."""
+    if granularity == "hour":
+        return select(UsageHour.model_id, UsageHour.hour, *FIGURES)
+    hour = UsageHour.hour
+    seconds = (
+        func.strftime("%s", hour)
+        if session.get_bind().dialect.name == "sqlite"
+        else func.extract("epoch", hour)
+    )
+    day = (cast(seconds, BigInteger) // 86400).label("day")
+    return select(UsageHour.model_id, day, *(func.sum(f) for f in FIGURES)).group_by(
+        UsageHour.model_id, day
+    )
 
 
 def check_period(start: datetime, end: datetime, granularity: Granularity) -> None:
@@ -61,29 +93,13 @@ def usage(
 
     # Hours are counted whole: a period starting mid-hour includes that hour.
     first_hour = hour_of(start)
-    # Plain columns rather than ORM objects, and each hour's bucket worked out once (many
-    # models share an hour): a month of a busy account is thousands of rows, read per page view.
-    found = session.execute(
-        select(
-            UsageHour.model_id,
-            UsageHour.hour,
-            UsageHour.predictions,
-            UsageHour.rows,
-            UsageHour.compute_s,
-            UsageHour.errors,
-            UsageHour.trainings,
-            UsageHour.training_compute_s,
-        ).where(
+    for model_id, at, *sums in session.execute(
+        _summed(session, granularity).where(
             UsageHour.account_id == account_id, UsageHour.hour >= first_hour, UsageHour.hour < end
         )
-    )
-    buckets_of: dict[datetime, datetime] = {}
-    for model_id, hour, predicted, rows_in, compute_s, errors, trained, training_s in found:
-        at = buckets_of.get(hour)
-        if at is None:
-            at = buckets_of[hour] = _bucket(hour, granularity)
-        per_model[model_id][at].add(
-            Counts(predicted, rows_in, compute_s, errors, trained, training_s)
+    ):
+        per_model[model_id][at if granularity == "hour" else hour_start(at * 24)].add(
+            Counts(*(type(default)(value or 0) for default, value in zip(ZERO, sums, strict=True)))
         )
     for (model_id, hour), counts in meter.pending(account_id).items():
         if first_hour <= hour < end:
