@@ -65,6 +65,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "jobs",
             "metering",
             "metrics",
+            "presence",
             "ratelimits",
             "storage",
         }

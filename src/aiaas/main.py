@@ -42,6 +42,7 @@ from aiaas.predictions.directory import ModelDirectory
 from aiaas.predictions.fastlane import PredictFastLane
 from aiaas.predictions.routes import router as predictions_router
 from aiaas.predictions.sync import PredictPath
+from aiaas.presence import Presence
 from aiaas.quotas import Quotas
 from aiaas.quotas.routes import router as quotas_router
 from aiaas.ratelimits import RateLimits, RedisLimiter, RouteClass
@@ -217,6 +218,8 @@ def create_app(
             else None
         )
         await dispatcher.start()
+        # Distributed mode: listed among the gateways alive (the admin overview).
+        presence = Presence(settings.broker_url, "gateway").start() if settings.broker_url else None
         # Sends what is due, what a previous run of the platform left due included.
         webhook_sender.start()
         if settings.demo_models:
@@ -231,6 +234,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.to_thread(webhook_sender.close)
+            if presence is not None:
+                await asyncio.to_thread(presence.stop)
             await predict_path.drop_shadows()
             await dispatcher.close()
             # After the dispatcher: what its last jobs and trainings counted goes in too.

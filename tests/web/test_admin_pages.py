@@ -5,6 +5,7 @@ changes nothing; the overview shows the figures the platform keeps, not made-up 
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import timedelta
@@ -19,6 +20,7 @@ from aiaas.config import Settings
 from aiaas.db import Database, utcnow
 from aiaas.main import create_app
 from aiaas.metering.models import UsageHour
+from aiaas.presence import Presence
 from aiaas.quotas import Quota
 from tests.factories import Account, add_model, add_prediction, api_key, register
 from tests.helpers import assert_problem, bearer
@@ -243,15 +245,28 @@ def test_the_overview_shows_the_platforms_own_figures(
     assert 'id="workers">none<' in text
 
 
-def test_the_distributed_overview_says_what_it_cannot_know(
+def test_the_distributed_overview_lists_the_processes_alive(
     settings: Settings, db: Database, redis_url: str
 ) -> None:
     app = create_app(settings.model_copy(update={"broker_url": redis_url}), database=db)
     with TestClient(app, raise_server_exceptions=False) as client:
         signed_in_admin(client, db)
+        # A worker process as `aiaas worker` announces itself (its key in Redis, renewed).
+        worker = Presence(redis_url, "worker", details={"device": "cuda:3"})
+        assert worker.beat()
         text = client.get("/admin").text
-        # Workers announce themselves nowhere, and their caches live in their own processes.
-        assert 'id="workers">not known<' in text
+        rows = re.findall(r"<tr><td>(gateway|worker)</td><td>[^<]*</td><td[^>]*>(\d+)</td>", text)
+        # This gateway is among those seen (others may be left by other tests' gateways).
+        assert ("gateway", str(os.getpid())) in rows
+        assert ("worker", str(os.getpid())) in rows
+        assert "cuda:3" in text
+        assert int(re.search(r'id="workers">(\d+)<', text).group(1)) >= 1  # type: ignore[union-attr]
+        worker.stop()
+        assert ("worker", str(os.getpid())) not in re.findall(
+            r"<tr><td>(gateway|worker)</td><td>[^<]*</td><td[^>]*>(\d+)</td>",
+            client.get("/admin").text,
+        )
+        # Caches live in the workers' own processes.
         assert "cache-entries" not in text
         # Queue lengths come from the reconciler's readings: none before its first pass.
         assert 'id="queue-predict">not read yet<' in text

@@ -5,6 +5,7 @@ sizes as bytes, for the templates' filesizeformat."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from aiaas.metering.meter import hour_of
 from aiaas.metering.models import UsageHour
 from aiaas.metrics import Metrics
 from aiaas.predictions.models import Prediction
+from aiaas.presence import seen
 from aiaas.trainings.models import Training
 
 
@@ -109,3 +111,28 @@ def account_counts(session: Session) -> dict[str, int]:
 
 
 # ---- accounts ---------------------------------------------------------------------------------
+
+
+def processes(broker_url: str, *, timeout_s: float) -> dict[str, Any] | None:
+    """Distributed mode: the gateways and workers alive now, from the keys each renews in
+    Redis (aiaas.presence); None when the broker does not answer."""
+    try:
+        alive = seen(broker_url, timeout_s=timeout_s)
+    except Exception:  # the page says the list is unavailable rather than failing
+        return None
+    now = time.time()
+    rows = [
+        {
+            "kind": item.kind,
+            "host": item.host,
+            "pid": item.pid,
+            "device": item.details.get("device"),
+            "up_s": round(now - item.started_at),
+            "beat_s": round(max(0.0, now - item.beat_at), 1),
+        }
+        for item in alive
+    ]
+    return {
+        "gateways": [r for r in rows if r["kind"] == "gateway"],
+        "workers": [r for r in rows if r["kind"] == "worker"],
+    }

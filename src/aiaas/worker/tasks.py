@@ -19,6 +19,7 @@ from aiaas.context import WorkerContext, build_context
 from aiaas.jobs import PREDICT_QUEUE, JobKind, Task
 from aiaas.metering.meter import AccountUsageCollector
 from aiaas.metrics import Metrics
+from aiaas.presence import Presence
 from aiaas.serving import wire
 from aiaas.worker.batches import BatchConsumer
 from aiaas.worker.explain import explain_task
@@ -46,6 +47,7 @@ def context() -> WorkerContext:
         if _ctx is None:
             _ctx = build_context(get_settings(), metrics=metrics, schedule_webhook=_schedule)
             _meter_usage(_ctx, metrics)
+            _announce(_ctx)
         return _ctx
 
 
@@ -67,6 +69,20 @@ def _meter_usage(ctx: WorkerContext, metrics: Metrics) -> None:
     threading.Thread(target=flush_forever, name="usage-flush", daemon=True).start()
     signals.worker_process_shutdown.connect(flush, weak=False)
     signals.worker_shutdown.connect(flush, weak=False)
+
+
+def _announce(ctx: WorkerContext) -> None:
+    """Listed among the workers alive (the admin overview) while this process serves."""
+    url = ctx.settings.broker_url
+    if not url:
+        return
+    presence = Presence(url, "worker", details={"device": str(ctx.device)}).start()
+
+    def stop(**_: object) -> None:
+        presence.stop()
+
+    signals.worker_process_shutdown.connect(stop, weak=False)
+    signals.worker_shutdown.connect(stop, weak=False)
 
 
 def _schedule(job_id: str, delay_s: float) -> None:

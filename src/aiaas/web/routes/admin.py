@@ -131,6 +131,11 @@ def overview_page(
         device=str(local.ctx.device) if local is not None else None,
         jobs=state.jobs(session),
         broker_queues=None if local is not None else state.broker_queues(metrics),
+        processes=(
+            state.processes(settings.broker_url, timeout_s=settings.broker_timeout_s)
+            if settings.broker_url
+            else None
+        ),
         cache=state.model_cache(local, metrics) if local is not None else None,
         errors=state.errors(session, metrics),
         accounts=state.account_counts(session),
