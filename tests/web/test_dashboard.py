@@ -191,7 +191,15 @@ SIGNED_IN_PAGES = [
     "/account",
     "/models/digits-cnn",
     "/models/digits-cnn/versions/latest",
+    "/trainings",
+    "/trainings/new",
+    "/datasets",
+    "/datasets/new",
+    "/usage",
 ]
+# Wider than the viewport: what a phone would have to scroll sideways to read (tables inside
+# their own scrolling box, and the page itself, do not count).
+OVERFLOWING = """() => document.scrollingElement.scrollWidth - window.innerWidth"""
 
 
 def test_every_page_has_one_h1_and_labels_on_every_field(page: Page, server: str) -> None:
@@ -203,3 +211,12 @@ def test_every_page_has_one_h1_and_labels_on_every_field(page: Page, server: str
     for path in SIGNED_IN_PAGES:
         page.goto(path)
         accessible(page)
+
+
+def test_the_pages_fit_a_phone_width(page: Page, server: str) -> None:
+    sign_up(page)
+    wait_for_demo(server, page)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in SIGNED_IN_PAGES:
+        page.goto(path)
+        assert page.evaluate(OVERFLOWING) <= 0, path
