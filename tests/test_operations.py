@@ -116,3 +116,21 @@ def test_a_flood_of_probes_checks_the_dependencies_once(
         answers = list(pool.map(lambda _: readiness.results(), range(64)))
     assert answers == [{"database": "ok"}] * 64
     assert len(runs) == 1
+
+
+def test_every_metric_of_the_platform_is_in_the_reference() -> None:
+    """docs/operations.md's metrics reference names every aiaas_ metric the code registers."""
+    from pathlib import Path
+
+    from aiaas.metrics import Metrics
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    # As exposed: counters end in _total, info metrics in _info.
+    suffix = {"counter": "_total", "info": "_info"}
+    names = {
+        family.name + suffix.get(family.type, "")
+        for family in Metrics().registry.collect()
+        if family.name.startswith("aiaas_")
+    }
+    missing = sorted(name for name in names if f"`{name}`" not in text)
+    assert missing == []

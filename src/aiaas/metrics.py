@@ -7,6 +7,7 @@ never collide in the global registry and nothing is registered at import time.
 from __future__ import annotations
 
 import hmac
+import platform
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -19,10 +20,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
+    ProcessCollector,
     generate_latest,
     make_wsgi_app,
 )
 
+from aiaas import __version__
 from aiaas.errors import PROBLEM_CONTENT_TYPE, Unauthenticated
 
 LATENCY_BUCKETS = (
@@ -123,6 +127,13 @@ class Metrics:
             "Training jobs running in this process.",
             registry=self.registry,
         )
+        # Which release runs where (a roll-out half done shows two), and what each process
+        # costs: process_cpu_seconds_total, process_resident_memory_bytes, open fds...
+        self.build = Info(
+            "aiaas_build", "The running release of aiaas and its Python.", registry=self.registry
+        )
+        self.build.info({"version": __version__, "python": platform.python_version()})
+        ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

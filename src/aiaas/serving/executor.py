@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 import os
 import queue
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -20,11 +22,32 @@ T = TypeVar("T")
 Deliver = Callable[[Any, BaseException | None], None]
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: its affinity mask (where the OS has one), capped by its
+    container's CPU quota. A pod limited to 2 CPUs on a 64-core node sees 64 cores; torch
+    running 64 threads there spends its quota on contention."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cpu_quota(cgroup)
+    found = cpus or 1
+    return max(1, min(found, math.ceil(quota))) if quota is not None else found
+
+
+def cpu_quota(cgroup: Path) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (cgroup v2's ``cpu.max``, else v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None when unlimited or not found."""
+    try:
+        fields = (cgroup / "cpu.max").read_text().split()
+        if len(fields) == 2 and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
 
 
 def use_batch_scheduling() -> bool:
