@@ -237,13 +237,20 @@ def create_app(
             if presence is not None:
                 await asyncio.to_thread(presence.stop)
             await predict_path.drop_shadows()
-            await dispatcher.close()
+            # Bounded: closing waits for the batches in flight, each answered or failed within
+            # the predict timeout; a shutdown must never hang past that on a lost reply.
+            close_s = settings.predict_timeout_s + 5
+            try:
+                await asyncio.wait_for(dispatcher.close(), timeout=close_s)
+            except TimeoutError:
+                log.warning("the dispatcher did not close within %g s; shutting down", close_s)
             # After the dispatcher: what its last jobs and trainings counted goes in too.
             with contextlib.suppress(Exception):  # counts lost only if the database is down
                 await asyncio.to_thread(usage_meter.flush, db)
             if metrics_server is not None:
                 metrics_server.close()
-            await rate_limits.limiter.aclose()
+            with contextlib.suppress(TimeoutError):  # its connections die with the process
+                await asyncio.wait_for(rate_limits.limiter.aclose(), timeout=5)
             signin_throttle.store.close()
             if owns_database:
                 db.dispose()
