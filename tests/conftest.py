@@ -28,6 +28,7 @@ from aiaas.config import Settings
 from aiaas.db import Database, make_engine
 from aiaas.main import create_app
 from aiaas.migrate import upgrade
+from aiaas.tracing import Tracing
 from tests.factories import PASSWORD, Account, api_key, register
 from tests.helpers import service_reachable
 
@@ -192,3 +193,17 @@ def redis_url() -> str:
             pytest.fail("Redis is not reachable on 127.0.0.1:6379 in CI")
         pytest.skip("no Redis on 127.0.0.1:6379")
     return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def traced() -> Iterator[tuple[Tracing, Any]]:
+    """Tracing on OpenTelemetry's in-memory exporter, and the exporter (its finished spans)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield Tracing(provider), exporter
+    provider.shutdown()

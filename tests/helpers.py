@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import socket
 import subprocess
@@ -13,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from aiaas.logs import ACCESS_LOGGER, LogFormat, configure_logging, reset_logging
 from tests.factories import wait_until
 
 
@@ -94,3 +97,26 @@ def live_server(cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[str
             process.wait()
         if process.stdout:
             process.stdout.close()
+
+
+@contextmanager
+def captured_logs(fmt: LogFormat = "json", *, access_log: bool = True) -> Iterator[io.StringIO]:
+    """Every line logged in the block (the process's logging set up as ``aiaas serve`` does,
+    on a string), then the logging as it was."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    configure_logging(fmt, "INFO", access_log=access_log, stream=stream)
+    try:
+        yield stream
+    finally:
+        reset_logging()
+        root.setLevel(level)
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.NOTSET)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of a log (a process's log may open with a plain banner)."""
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -63,11 +63,13 @@ LAYERS: tuple[frozenset[str], ...] = (
             "errors",
             "events",
             "jobs",
+            "logs",
             "metering",
             "metrics",
             "presence",
             "ratelimits",
             "storage",
+            "tracing",
         }
     ),
     frozenset({"serving"}),

@@ -2,16 +2,22 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
 from aiaas.config import Settings
-from aiaas.db import Database
+from aiaas.db import Database, alembic_config, code_revisions
 from aiaas.main import create_app
+from aiaas.migrate import downgrade, upgrade
 from aiaas.operations import service
+from tests.conftest import scratch_database
 from tests.factories import Account
 from tests.helpers import assert_problem
 
@@ -20,10 +26,10 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_checks_the_database(client: TestClient) -> None:
+def test_readyz_checks_the_database_and_its_schema(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok"}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "schema": "ok"}}
 
 
 def test_readyz_checks_the_broker_when_configured(
@@ -33,7 +39,7 @@ def test_readyz_checks_the_broker_when_configured(
     with TestClient(app) as client:
         response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert response.json()["checks"] == {"database": "ok", "schema": "ok", "broker": "ok"}
 
 
 def test_readyz_names_what_is_down(settings: Settings, db: Database) -> None:
@@ -56,6 +62,78 @@ def test_readyz_reports_an_unreachable_database(settings: Settings) -> None:
     with TestClient(create_app(broken)) as client:
         body = assert_problem(client.get("/readyz"), 503)
     assert "database" in body["detail"]
+
+
+@pytest.fixture
+def own_database(test_database_url: str | None, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's own, whose schema it may move."""
+    scratch = scratch_database(test_database_url, tmp_path)
+    yield scratch.url
+    scratch.drop()
+
+
+def _readyz(settings: Settings, url: str) -> Any:
+    with TestClient(create_app(settings.model_copy(update={"database_url": url}))) as client:
+        return client.get("/readyz")
+
+
+def test_readyz_is_not_ready_while_the_schema_is_behind_the_code(
+    settings: Settings, own_database: str
+) -> None:
+    """A new gateway started before its migration ran gets no traffic, and needs no restart
+    once the migration has run."""
+    (head,) = code_revisions().heads
+    previous = ScriptDirectory.from_config(alembic_config()).get_revision(head).down_revision
+    upgrade(own_database)
+    downgrade(own_database, "-1")
+
+    body = assert_problem(_readyz(settings, own_database), 503)
+    expected = f"at {previous}, code needs {head}: run aiaas db upgrade"
+    assert body["checks"] == {"database": "ok", "schema": expected}
+    assert body["detail"] == f"Not ready: schema is down ({expected})"
+
+    database = Database.from_url(own_database)
+    try:
+        readiness = service.Readiness(settings, database, ttl_s=0)
+        assert readiness.results()["schema"] == expected
+        upgrade(own_database)
+        assert readiness.results() == {"database": "ok", "schema": "ok"}
+    finally:
+        database.dispose()
+
+
+def test_readiness_names_a_database_never_migrated(settings: Settings, own_database: str) -> None:
+    database = Database.from_url(own_database)
+    try:
+        results = service.Readiness(settings, database).results()
+    finally:
+        database.dispose()
+    (head,) = code_revisions().heads
+    assert results == {
+        "database": "ok",
+        "schema": f"not migrated, code needs {head}: run aiaas db upgrade",
+    }
+
+
+def test_readyz_stays_ready_on_a_schema_ahead_of_the_code(
+    settings: Settings, own_database: str
+) -> None:
+    """An old gateway during a roll-out, after the new release migrated: expand/contract
+    migrations keep it working, so it keeps its traffic, and the check says why."""
+    upgrade(own_database)
+    database = Database.from_url(own_database)
+    try:
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        database.dispose()
+
+    response = _readyz(settings, own_database)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "schema": "ok, ahead (9999)"},
+    }
 
 
 def _samples(text: str, name: str) -> dict[str, float]:
@@ -114,7 +192,7 @@ def test_a_flood_of_probes_checks_the_dependencies_once(
     readiness = service.Readiness(settings, db, ttl_s=60)
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda _: readiness.results(), range(64)))
-    assert answers == [{"database": "ok"}] * 64
+    assert answers == [{"database": "ok", "schema": "ok"}] * 64
     assert len(runs) == 1
 
 

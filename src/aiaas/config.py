@@ -249,6 +249,20 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """Address of ``metrics_port`` (``0.0.0.0`` in a container, behind a NetworkPolicy)."""
 
+    log_format: Literal["json", "text"] = "json"
+    """``aiaas serve`` and ``aiaas worker`` log one JSON object per line on stderr (``ts``,
+    ``level``, ``logger``, ``event``, ``request_id``, ``account_id`` and the event's fields);
+    ``text`` for reading by eye."""
+
+    access_log: bool = True
+    """One line per HTTP request answered (request id, account, method, route, status,
+    latency); successful probes and scrapes are not logged. Costs about 2 us a request."""
+
+    otel_endpoint: str | None = None
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): when set, gateways and
+    workers send OpenTelemetry spans there (needs ``pip install 'aiaas[otel]'``). Off when
+    unset."""
+
     max_output_mb: float = Field(default=16.0, gt=0)
     """Most output one async job may produce (rows x outputs x 4 bytes); a job over it is
     refused when created. Outputs over 64 KiB are kept in the artifact store, not the row."""

@@ -24,6 +24,7 @@ from aiaas.serving.device import select_device
 from aiaas.serving.runtime import ModelRuntime
 from aiaas.serving.spec import ServingSpec
 from aiaas.storage import ArtifactStore, open_store
+from aiaas.tracing import Tracing
 
 MB = 1024 * 1024
 
@@ -46,6 +47,8 @@ class WorkerContext:
     # Counts the async jobs and trainings this process finishes (the gateway's own meter in
     # embedded mode); flushed to the usage table by whoever owns the process.
     usage: UsageMeter = field(default_factory=UsageMeter)
+    # The worker's spans, when AIAAS_OTEL_ENDPOINT is set (a worker process's context only).
+    tracing: Tracing | None = None
 
     def runtime(self, spec: ServingSpec) -> ModelRuntime:
         runtime: ModelRuntime = self.runtimes.get(spec)
@@ -60,6 +63,7 @@ def build_context(
     database: Database | None = None,
     store: ArtifactStore | None = None,
     usage: UsageMeter | None = None,
+    tracing: Tracing | None = None,
 ) -> WorkerContext:
     configure_limits(
         max_activation_mb=settings.max_activation_mb,
@@ -101,4 +105,5 @@ def build_context(
         metrics=metrics,
         schedule_webhook=schedule_webhook,
         usage=usage or UsageMeter(),
+        tracing=tracing,
     )

@@ -1,4 +1,5 @@
-"""Database plumbing: the declarative base, column types shared by every domain, the engine.
+"""Database plumbing: the declarative base, column types shared by every domain, the engine,
+and the schema revisions the migration scripts define (``migrate`` runs them).
 
 Nothing connects at import time: :class:`Database` is built by ``create_app`` (or a worker's
 process init) from the settings, and routes reach sessions through ``deps.SessionDep``.
@@ -11,11 +12,14 @@ import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -62,6 +66,45 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 DEFAULT_TIMEOUT_S = 5.0
+
+# alembic.ini and migrations/ sit at the root of the source tree (the image keeps that layout).
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
+    ini = _ROOT / "alembic.ini"
+    if not ini.exists():
+        raise FileNotFoundError(f"alembic.ini not found at {ini}; run from a source checkout")
+    config = Config(str(ini))
+    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    config.attributes["configure_logger"] = False
+    if url:
+        # ConfigParser treats % as interpolation; a password may contain one.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@dataclass(frozen=True)
+class CodeRevisions:
+    """The schema revisions the installed migration scripts define."""
+
+    heads: frozenset[str]
+    """What ``aiaas db upgrade`` reaches: the schema this code is written for."""
+    known: frozenset[str]
+    """Every revision id of the scripts: a database at any other was migrated by newer code."""
+
+
+@functools.cache
+def code_revisions() -> CodeRevisions:
+    """Read once per process (loading the scripts takes tens of milliseconds), never per probe:
+    the scripts of a running process do not change."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return CodeRevisions(
+        heads=frozenset(script.get_heads()),
+        known=frozenset(revision.revision for revision in script.walk_revisions()),
+    )
 
 
 def make_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> Engine:
@@ -147,6 +190,25 @@ class Database:
             cursor = connection.cursor()
             cursor.execute("SELECT 1")
             cursor.close()
+        finally:
+            connection.close()
+
+    def schema_revisions(self) -> frozenset[str] | None:
+        """The revisions ``alembic_version`` records (none after a downgrade to base), or None
+        where the table does not exist: one SELECT on a raw connection, as ``ping``."""
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute("SELECT version_num FROM alembic_version")
+            except Exception:
+                # Only now ask why: a missing table is an unmigrated database, not an outage.
+                if not inspect(self.engine).has_table("alembic_version"):
+                    return None
+                raise
+            revisions = frozenset(str(row[0]) for row in cursor.fetchall())
+            cursor.close()
+            return revisions
         finally:
             connection.close()
 

@@ -28,6 +28,10 @@ from aiaas.db import Database, utcnow
 PREDICT_QUEUE = "predict"
 TRAINING_QUEUE = "training"
 QUEUES = (PREDICT_QUEUE, TRAINING_QUEUE)
+# Headers of a job's task message: the id of the HTTP request that made the job, and its
+# span's W3C traceparent when tracing is on (the worker's log lines and spans name them).
+REQUEST_ID_TASK_HEADER = "aiaas_request_id"
+TRACEPARENT_TASK_HEADER = "aiaas_traceparent"
 
 # The life of every job row (prediction jobs, trainings).
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (

@@ -31,7 +31,7 @@ from aiaas.explanations.routes import router as explanations_router
 from aiaas.explanations.service import Explainer
 from aiaas.metering.meter import AccountUsageCollector, UsageMeter
 from aiaas.metrics import Metrics, MetricsServer
-from aiaas.middleware import BodyLimitMiddleware, MetricsMiddleware, RateLimitHeaders
+from aiaas.middleware import BodyLimitMiddleware, RateLimitHeaders, RequestTelemetry
 from aiaas.ml.limits import configure_limits
 from aiaas.operations.routes import metrics_router
 from aiaas.operations.routes import router as operations_router
@@ -49,6 +49,7 @@ from aiaas.ratelimits import RateLimits, RedisLimiter, RouteClass
 from aiaas.registry.routes import router as registry_router
 from aiaas.storage import ArtifactStore, open_store
 from aiaas.tasks import JOB_KINDS
+from aiaas.tracing import Tracing
 from aiaas.trainings import demo
 from aiaas.trainings.routes import router as trainings_router
 from aiaas.trainings.tasks import TRAINING
@@ -150,9 +151,11 @@ def create_app(
     *,
     database: Database | None = None,
     store: ArtifactStore | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the gateway. ``database`` lets tests hand in a session factory bound to a rolled-back
-    transaction; otherwise one is made from the settings and disposed at shutdown."""
+    transaction; otherwise one is made from the settings and disposed at shutdown. ``tracing``
+    replaces the one ``AIAAS_OTEL_ENDPOINT`` sets up (tests: an in-memory exporter)."""
     settings = (settings or get_settings()).with_secret_key()
     settings.check_gateway()
     configure_limits(
@@ -168,6 +171,7 @@ def create_app(
     )
     store = store or open_store(settings.resolved_artifacts_url)
     metrics = Metrics()
+    tracing = tracing or Tracing.from_endpoint(settings.otel_endpoint, service="aiaas-gateway")
     bus = events.EventBus()
     webhook_sender = WebhookSender(
         db, store, allow_private=settings.webhook_allow_private, workers=settings.webhook_workers
@@ -254,6 +258,8 @@ def create_app(
             signin_throttle.store.close()
             if owns_database:
                 db.dispose()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.close)
 
     app = Gateway(
         title="aiaas",
@@ -309,24 +315,18 @@ def create_app(
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
     app.add_middleware(RateLimitHeaders)
-    # Metrics see every response, the 413s included; the lanes record their own.
-    request_metrics = MetricsMiddleware(app.behind_front, metrics=metrics)
     predict_limit = int(settings.max_request_mb * MB)
     open_inference = OpenInferenceLane(
-        request_metrics,
+        app.behind_front,
         service=OpenInference(
             path=predict_path, database=db, settings=settings, readiness=app.state.readiness
         ),
         max_body=predict_limit,
-        record=request_metrics.record,
     )
     # /v1 predict is asked first: passing a /v2 request on costs it two string tests.
-    app.front = PredictFastLane(
-        open_inference,
-        path=predict_path,
-        max_body=predict_limit,
-        record=request_metrics.record,
-    )
+    fast_lane = PredictFastLane(open_inference, path=predict_path, max_body=predict_limit)
+    # In front of everything: every response is counted, logged and traced, the 413s included.
+    app.front = RequestTelemetry(fast_lane, metrics=metrics, tracing=tracing)
     return app
 
 

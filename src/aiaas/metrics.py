@@ -110,6 +110,19 @@ class Metrics:
             ["device"],
             registry=self.registry,
         )
+        self.worker_heartbeat = Gauge(
+            "aiaas_worker_heartbeat_timestamp_seconds",
+            "Unix time of the last turn of a worker's loop (the sync batch loop turns at least "
+            "once a second): old while the process is up means the worker is stuck.",
+            ["loop"],
+            registry=self.registry,
+        )
+        self.worker_last_handled = Gauge(
+            "aiaas_worker_last_handled_timestamp_seconds",
+            "Unix time a worker last finished a sync batch, an explanation or a job, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.trainings = Counter(
             "aiaas_trainings",
             "Training jobs finished, by outcome.",

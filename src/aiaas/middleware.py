@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request metrics and body size limits.
+"""Pure ASGI middleware: request ids, metrics, access lines and spans; body size limits.
 
 Both are raw ASGI rather than ``BaseHTTPMiddleware`` so that the hot prediction path pays no
 extra task or stream copy per request.
@@ -15,17 +15,46 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.errors import PayloadTooLarge, problem_response
+from aiaas.logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID_HEADER,
+    EventLine,
+    RequestContext,
+    accept_request_id,
+    bind_request,
+    unbind_request,
+)
 from aiaas.metrics import Metrics
+from aiaas.tracing import Tracing
 
 UNMATCHED_ROUTE = "<unmatched>"
+# Probes and scrapes, every few seconds from every prober: logged only when they fail.
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+# One line per request answered: request_id, account_id, method, route, status, latency_ms.
+ACCESS_LOG = EventLine(ACCESS_LOGGER)
 
 
-class MetricsMiddleware:
-    """Counts and times every request by its route template, never the raw path."""
+class RequestTelemetry:
+    """The outermost layer of the gateway: every HTTP request, the prediction lanes' included,
+    gets its id here (``aiaas.logs``), returned in ``X-Request-ID``; when it is answered, it
+    is counted and timed by route template (never the raw path), logged in one access line and,
+    with tracing on, its span ended.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    The route template is the router's (``scope["route"]``) or the one a lane answering in
+    front of the router names (``RequestContext.route``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        *,
+        tracing: Tracing | None = None,
+        quiet: frozenset[str] = QUIET_ROUTES,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing
+        self.quiet = quiet
         # prometheus_client's labels() validates, locks and builds a tuple on every call;
         # the label sets are few (routes x methods x statuses), so their children are kept.
         self._counted: dict[tuple[str, str, int], Counter] = {}
@@ -36,23 +65,48 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        sent_id = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                sent_id = value
+                break
+        request = RequestContext(accept_request_id(sent_id))
+        token = bind_request(request)
+        tracing = self.tracing
+        if tracing is not None:
+            request.span = tracing.start_request(scope)
+        id_header = (REQUEST_ID_HEADER, request.request_id.encode("ascii"))
         status = 500
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            seconds = time.perf_counter() - start
             route: BaseRoute | None = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            self.record(scope["method"], template, status, time.perf_counter() - start)
+            template = request.route or getattr(route, "path", None) or UNMATCHED_ROUTE
+            method = scope["method"]
+            self.record(method, template, status, seconds)
+            if status >= 400 or template not in self.quiet:
+                ACCESS_LOG(
+                    "request",
+                    method=method,
+                    route=template,
+                    status=status,
+                    latency_ms=round(seconds * 1000, 3),
+                )
+            if tracing is not None:
+                tracing.end_request(request.span, method, template, status, request.request_id)
+            unbind_request(token)
 
     def record(self, method: str, template: str, status: int, seconds: float) -> None:
-        """Count and time one request (for paths answered in front of this middleware)."""
+        """Count and time one request."""
         counter = self._counted.get((method, template, status))
         if counter is None:
             counter = self.metrics.http_requests.labels(method, template, str(status))

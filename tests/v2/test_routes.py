@@ -4,6 +4,7 @@ aliases, keys, scopes and tenancy, and the errors, limits and metrics /v1 predic
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 
 from aiaas.config import Settings
 from aiaas.main import create_app
+from aiaas.migrate import downgrade, upgrade
 from aiaas.serving.spec import ServingSpec
+from tests.conftest import scratch_database
 from tests.factories import Account, api_key, publish, register, unique, upload_version
 from tests.helpers import bearer
 from tests.v2.conftest import IRIS_LABELS, ROWS, binary_request, json_request, read_answer
@@ -65,6 +68,24 @@ def test_server_metadata_and_health_need_no_key(client: TestClient) -> None:
     }
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_server_is_not_ready_while_the_schema_is_behind_the_code(
+    settings: Settings, test_database_url: str | None, tmp_path: Path
+) -> None:
+    """The protocol's readiness is ``/readyz``'s: a schema behind the code is not ready."""
+    scratch = scratch_database(test_database_url, tmp_path)
+    try:
+        upgrade(scratch.url)
+        downgrade(scratch.url, "-1")
+        behind = settings.model_copy(update={"database_url": scratch.url})
+        with TestClient(create_app(behind)) as client:
+            error = error_of(client.get("/v2/health/ready"), 503)
+            assert client.get("/v2/health/live").json() == {"live": True}
+        assert "schema" in error
+        assert "run aiaas db upgrade" in error
+    finally:
+        scratch.drop()
 
 
 def test_model_metadata_describes_the_default_version(

@@ -18,6 +18,7 @@ from aiaas.accounts.service import Principal
 from aiaas.accounts.throttle import SignInThrottle
 from aiaas.deps import RateLimitsDep, SessionDep, SettingsDep, client_address
 from aiaas.errors import Forbidden, MissingScope
+from aiaas.logs import note_account
 from aiaas.ratelimits import RouteClass
 
 # auto_error=False: a missing header must become our 401 problem, not FastAPI's 403.
@@ -36,6 +37,7 @@ def get_principal(
         return known
     credential = credentials.credentials if credentials else None
     principal = accounts.authenticate(session, credential=credential, secret=settings.secret)
+    note_account(principal.user.id)
     request.state.principal = principal
     return principal
 

@@ -51,17 +51,19 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
     migrate: Annotated[bool, typer.Option(help="Apply database migrations first.")] = True,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the gateway: embedded unless AIAAS_DATABASE_URL or AIAAS_BROKER_URL say otherwise."""
     import uvicorn
 
     from aiaas.config import get_settings
+    from aiaas.logs import configure_logging
     from aiaas.main import create_app
     from aiaas.migrate import upgrade
     from aiaas.serving.executor import use_batch_scheduling
 
     settings = get_settings()
+    configure_logging(settings.log_format, log_level, access_log=settings.access_log)
     if settings.sched_batch:
         # Before any thread starts: threads inherit the policy of the thread that starts them.
         use_batch_scheduling()
@@ -76,6 +78,8 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
+        # Logging is configured above (JSON lines); the access lines are the gateway's own.
+        log_config=None,
         access_log=False,
         http=_http_protocol(),
     )
@@ -110,6 +114,7 @@ def worker(
     """Run a Celery worker (distributed mode; needs AIAAS_BROKER_URL)."""
     from aiaas.config import get_settings
     from aiaas.jobs import PREDICT_QUEUE
+    from aiaas.logs import configure_logging
     from aiaas.metrics import MetricsServer
     from aiaas.serving.executor import use_batch_scheduling
     from aiaas.tasks import JOB_KINDS
@@ -117,6 +122,7 @@ def worker(
     from aiaas.worker.celery_app import create_celery
 
     settings = get_settings()
+    configure_logging(settings.log_format, log_level, access_log=settings.access_log)
     if not supervisor.is_child():
         raise typer.Exit(supervisor.supervise([sys.executable, "-m", "aiaas", *sys.argv[1:]]))
     if settings.sched_batch:

@@ -29,19 +29,40 @@ from aiaas import jobs
 from aiaas.config import Settings
 from aiaas.db import Database
 from aiaas.errors import GatewayTimeout, ServiceUnavailable
-from aiaas.jobs import PREDICT_QUEUE, QUEUES, JobKind
+from aiaas.jobs import (
+    PREDICT_QUEUE,
+    QUEUES,
+    REQUEST_ID_TASK_HEADER,
+    TRACEPARENT_TASK_HEADER,
+    JobKind,
+)
+from aiaas.logs import RequestContext, current_request
 from aiaas.metrics import Metrics
 from aiaas.ml.explain import ExplainOptions, Explanation
 from aiaas.serving import wire
-from aiaas.serving.batching import BatchParts
+from aiaas.serving.batching import BATCH_TAGS, BatchParts
 from aiaas.serving.pool import BatcherPool
 from aiaas.serving.spec import ServingSpec
+from aiaas.tracing import traceparent
 from aiaas.worker.celery_app import create_celery
 
 log = logging.getLogger(__name__)
 
 # How long one BLPOP of the reply listener blocks (below the socket timeout).
 LISTEN_S = 1
+
+
+def _carried(tags: Sequence[object]) -> tuple[list[str], list[str]]:
+    """The ids and traceparents of the requests among ``tags``."""
+    request_ids: list[str] = []
+    traces: list[str] = []
+    for tag in tags:
+        if isinstance(tag, RequestContext):
+            request_ids.append(tag.request_id)
+            carried = traceparent(tag.span)
+            if carried is not None:
+                traces.append(carried)
+    return request_ids, traces
 
 
 class RemoteError(RuntimeError):
@@ -99,7 +120,8 @@ class CeleryDispatcher:
         self._redis.close()
 
     def predict(self, spec: ServingSpec, inputs: np.ndarray) -> Awaitable[np.ndarray]:
-        return self._batchers.get(spec).submit(inputs)
+        # The request goes with its rows: the batch message names every request it carries.
+        return self._batchers.get(spec).submit(inputs, current_request())
 
     def _on_batch(self, rows: int) -> None:
         self.metrics.batch_size.observe(rows)
@@ -108,6 +130,7 @@ class CeleryDispatcher:
         assert self._aredis is not None, "start() was not called"
         batch_id = uuid.uuid4().hex
         now = time.time()
+        request_ids, traces = _carried(BATCH_TAGS.get())
         message = wire.pack_batch(
             spec.to_dict(),
             batch,
@@ -115,6 +138,8 @@ class CeleryDispatcher:
             batch_id=batch_id,
             sent=now,
             deadline=now + self.settings.predict_timeout_s,
+            request_ids=request_ids,
+            traces=traces,
         )
         reply = await self._ask(batch_id, self._aredis.rpush(self._batch_key, message))
         if reply.outputs is None:
@@ -126,6 +151,7 @@ class CeleryDispatcher:
     ) -> Explanation:
         request_id = uuid.uuid4().hex
         now = time.time()
+        request_ids, traces = _carried((current_request(),))
         message = wire.pack_explain(
             spec.to_dict(),
             inputs,
@@ -134,6 +160,8 @@ class CeleryDispatcher:
             request_id=request_id,
             sent=now,
             deadline=now + self.settings.predict_timeout_s,
+            request_ids=request_ids,
+            traces=traces,
         )
         # A Celery task (see serving.wire), published off the loop: kombu's I/O blocks.
         send = asyncio.to_thread(self._publish, wire.EXPLAIN_TASK, [message], queue=PREDICT_QUEUE)
@@ -200,6 +228,13 @@ class CeleryDispatcher:
             local.connection = connection
         task_id = uuid.uuid4().hex
         message = self.celery.amqp.as_task_v2(task_id, task, args=args)
+        # The HTTP request that made the job (none for one the reconciler hands out again).
+        request = current_request()
+        if request is not None:
+            message.headers[REQUEST_ID_TASK_HEADER] = request.request_id
+            carried = traceparent(request.span)
+            if carried is not None:
+                message.headers[TRACEPARENT_TASK_HEADER] = carried
         try:
             producer.publish(
                 message.body,

@@ -22,7 +22,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"content": {"application/problem+json": {}}}})
 async def readyz(request: Request) -> dict[str, Any]:
-    """Every dependency answers: the database, and the broker when one is configured."""
+    """Every dependency answers (the database, and the broker when one is configured) and the
+    database's schema is not behind the code's newest migration."""
     readiness: Readiness = request.app.state.readiness
     results = await run_in_threadpool(readiness.results)
     problem = not_ready(results)

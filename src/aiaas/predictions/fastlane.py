@@ -11,9 +11,7 @@ same ``PredictPath`` and the same problem documents. The Open Inference Protocol
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Generic, TypeVar
 from urllib.parse import parse_qs
 
@@ -21,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.errors import AppError, PayloadTooLarge, problem_response, unavailable
+from aiaas.logs import current_request
 from aiaas.predictions.sync import PredictPath
 
 log = logging.getLogger(__name__)
@@ -31,24 +30,20 @@ SUFFIX = "/predict"
 
 PREDICT_ROUTE = PREFIX + "{name}" + SUFFIX
 
-# (method, route template, status, seconds): the request metrics of an answered request.
-Record = Callable[[str, str, int, float], None]
-
 R = TypeVar("R")
 
 
 class Lane(ABC, Generic[R]):
-    """Answers the requests ``route`` claims in front of everything else, the request metrics
-    included (it records its own through ``record``: one middleware less to pass on every
-    request), and hands every other request to ``app``.
+    """Answers the requests ``route`` claims in front of everything else and hands every other
+    request to ``app``. ``RequestTelemetry`` stands in front of it: a lane names the route
+    template its requests are counted and logged under (``template``).
 
     A lane enforces its own body limit and renders its own errors (``error_response``), so
     none of FastAPI's middleware stack is needed on its paths."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, record: Record) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
-        self.record = record
 
     @abstractmethod
     def route(self, scope: Scope) -> R | None:
@@ -59,8 +54,8 @@ class Lane(ABC, Generic[R]):
         """The route template the request metrics count ``route`` under."""
 
     @abstractmethod
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: R) -> int:
-        """Answer the request; return the status sent. Errors are raised as ``AppError``."""
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: R) -> None:
+        """Answer the request. Errors are raised as ``AppError``."""
 
     def error_response(self, error: AppError, url: str) -> Response:
         return problem_response(error, url)
@@ -70,27 +65,21 @@ class Lane(ABC, Generic[R]):
         if route is None:
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        # As the metrics middleware counts a request that got no answer (the client left).
-        status = 500
+        request = current_request()
+        if request is not None:
+            request.route = self.template(route)
         try:
-            status = await self.serve(scope, receive, send, route)
+            await self.serve(scope, receive, send, route)
         except ClientGone:
             pass
         except AppError as error:
-            response = self.error_response(error, scope["path"])
-            status = response.status_code
-            await response(scope, receive, send)
+            await self.error_response(error, scope["path"])(scope, receive, send)
         except Exception as exc:
             problem = unavailable(exc)
             if problem is None:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 problem = AppError("The server failed to handle this request.")
-            response = self.error_response(problem, scope["path"])
-            status = response.status_code
-            await response(scope, receive, send)
-        finally:
-            self.record(scope["method"], self.template(route), status, time.perf_counter() - start)
+            await self.error_response(problem, scope["path"])(scope, receive, send)
 
     async def read_body(self, receive: Receive, declared: bytes | None) -> bytes:
         """The whole body, refused with 413 past ``max_body``: at once when its declared
@@ -117,8 +106,8 @@ class Lane(ABC, Generic[R]):
 class PredictFastLane(Lane[str]):
     """``POST /v1/models/{name}/predict``; the route is the model's name."""
 
-    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int, record: Record) -> None:
-        super().__init__(app, max_body=max_body, record=record)
+    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int) -> None:
+        super().__init__(app, max_body=max_body)
         self.path = path
 
     def route(self, scope: Scope) -> str | None:
@@ -133,7 +122,7 @@ class PredictFastLane(Lane[str]):
     def template(self, route: str) -> str:
         return PREDICT_ROUTE
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: str) -> int:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         authorization = content_type = accept = routing_key = None
         declared = None
         for key, value in scope["headers"]:
@@ -167,7 +156,6 @@ class PredictFastLane(Lane[str]):
         headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
-        return 200
 
 
 class ClientGone(Exception):

@@ -40,6 +40,7 @@ from aiaas.errors import (
     UnsupportedMediaType,
     from_core,
 )
+from aiaas.logs import note_account
 from aiaas.metering.meter import UsageMeter
 from aiaas.metrics import Metrics
 from aiaas.ml.errors import InputInvalid
@@ -162,6 +163,7 @@ class PredictPath:
         """Who calls (holding one of ``scopes``), after taking one request from their
         buckets of ``route_class``."""
         caller = await self.credentials.caller(_bearer(authorization))
+        note_account(caller.user_id)
         caller.require(*scopes)
         limits = self.limits
         if limits is None:

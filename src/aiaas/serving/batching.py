@@ -17,6 +17,7 @@ import concurrent.futures
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -29,6 +30,10 @@ from aiaas.serving.parts import AsyncRunBatch, RunBatch, RunInline
 from aiaas.serving.parts import BatchParts as BatchParts
 from aiaas.serving.parts import ModelBatchParts as ModelBatchParts
 from aiaas.serving.stacking import run_split, run_split_async, split_outputs
+
+# While a coroutine batch run (``run_batch_async``) runs: the ``tag`` of each request in the
+# batch, in order. A distributed dispatcher sends them with the batch (request ids, traces).
+BATCH_TAGS: ContextVar[tuple[object, ...]] = ContextVar("aiaas_batch_tags", default=())
 
 
 class BatcherClosed(RuntimeError):
@@ -44,6 +49,7 @@ class _Request:
     inputs: np.ndarray
     future: asyncio.Future[np.ndarray]
     arrived: float
+    tag: object = None
     group: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -139,8 +145,9 @@ class Batcher:
         """Batches computing (or about to hand their results over)."""
         return self._inflight
 
-    def submit(self, inputs: np.ndarray) -> asyncio.Future[np.ndarray]:
+    def submit(self, inputs: np.ndarray, tag: object = None) -> asyncio.Future[np.ndarray]:
         """Queue ``inputs`` (batch-first, at least one row); the future gets its output rows.
+        ``tag`` goes with the request into ``BATCH_TAGS``.
 
         A plain function returning the future, not a coroutine: every coroutine between the
         event loop and the request's future is one more frame to suspend and resume on each
@@ -151,7 +158,7 @@ class Batcher:
         if inputs.ndim < 1 or len(inputs) < 1:
             raise ValueError(f"inputs must be batch-first with at least one row: {inputs.shape}")
         loop = self._bind()
-        request = _Request(inputs, loop.create_future(), loop.time())
+        request = _Request(inputs, loop.create_future(), loop.time(), tag)
         if self._timeout is not None:
             self._unanswered.append(request)
             if self._deadline_timer is None:
@@ -336,6 +343,8 @@ class Batcher:
             self._finish(batch, None, exc)
 
     async def _run_on_loop(self, run: AsyncRunBatch, batch: list[_Request]) -> None:
+        # This task's own context: the tags are seen by this run alone.
+        BATCH_TAGS.set(tuple(request.tag for request in batch))
         try:
             outputs = await run_split_async(run, [r.inputs for r in batch])
         except Exception as exc:

@@ -19,6 +19,7 @@ to every batch. Async jobs and trainings, which must survive a worker's death, s
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,11 @@ class BatchMessage:
     # Unix times: when the gateway sent the batch, and after when nobody waits for it.
     sent: float
     deadline: float
+    # The requests the rows answer: their ids (for the worker's log lines) and, with tracing
+    # on, their spans' W3C traceparents (for the worker's span links). Empty from a gateway
+    # that sends none.
+    request_ids: tuple[str, ...] = ()
+    traces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,11 @@ def pack_batch(
     batch_id: str,
     sent: float,
     deadline: float,
+    request_ids: Sequence[str] = (),
+    traces: Sequence[str] = (),
 ) -> bytes:
     header = _route(spec, reply_to=reply_to, batch_id=batch_id, sent=sent, deadline=deadline)
+    _add_requests(header, request_ids, traces)
     return _pack(header, inputs)
 
 
@@ -92,6 +101,15 @@ def _route(
     return {"spec": spec, "reply_to": reply_to, "id": batch_id, "sent": sent, "deadline": deadline}
 
 
+def _add_requests(
+    header: dict[str, Any], request_ids: Sequence[str], traces: Sequence[str]
+) -> None:
+    if request_ids:
+        header["requests"] = list(request_ids)
+    if traces:
+        header["traces"] = list(traces)
+
+
 def _batch(header: dict[str, Any], inputs: np.ndarray) -> BatchMessage:
     return BatchMessage(
         spec=dict(header["spec"]),
@@ -100,7 +118,17 @@ def _batch(header: dict[str, Any], inputs: np.ndarray) -> BatchMessage:
         batch_id=str(header["id"]),
         sent=float(header["sent"]),
         deadline=float(header["deadline"]),
+        request_ids=_strings(header.get("requests")),
+        traces=_strings(header.get("traces")),
     )
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"not a list of strings: {values!r}")
+    return tuple(values)
 
 
 def pack_explain(
@@ -112,11 +140,15 @@ def pack_explain(
     request_id: str,
     sent: float,
     deadline: float,
+    request_ids: Sequence[str] = (),
+    traces: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The explain task's one argument: plain JSON for Celery's serializer, with the inputs as
-    base64 float32 bytes (a JSON list of floats would be three times the size)."""
+    base64 float32 bytes (a JSON list of floats would be three times the size).
+    ``request_id`` names the reply; ``request_ids`` the HTTP request it answers."""
     data = np.ascontiguousarray(inputs, dtype=_FLOAT32)
     route = _route(spec, reply_to=reply_to, batch_id=request_id, sent=sent, deadline=deadline)
+    _add_requests(route, request_ids, traces)
     return {
         **route,
         "options": options,

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AppError, MethodNotAllowed, NotFound
 from aiaas.middleware import UNMATCHED_ROUTE
-from aiaas.predictions.fastlane import Lane, Record
+from aiaas.predictions.fastlane import Lane
 from aiaas.ratelimits import Decision
 from aiaas.v2.service import OpenInference
 from aiaas.v2.tensors import HEADER_LENGTH
@@ -98,10 +98,8 @@ def match(path: str) -> Route | None:
 class OpenInferenceLane(Lane[Route]):
     """Answers ``/v2`` from ``service``; everything else goes on to ``app``."""
 
-    def __init__(
-        self, app: ASGIApp, *, service: OpenInference, max_body: int, record: Record
-    ) -> None:
-        super().__init__(app, max_body=max_body, record=record)
+    def __init__(self, app: ASGIApp, *, service: OpenInference, max_body: int) -> None:
+        super().__init__(app, max_body=max_body)
         self.service = service
         self._server_metadata = orjson.dumps(service.server_metadata())
 
@@ -121,7 +119,7 @@ class OpenInferenceLane(Lane[Route]):
             headers=error.headers,
         )
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> int:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         method = scope["method"]
         if route.kind is Kind.UNKNOWN:
             raise NotFound(f"No route matches {method} {scope['path']}.")
@@ -174,7 +172,6 @@ class OpenInferenceLane(Lane[Route]):
             extra += decision.headers()
         await send({"type": "http.response.start", "status": 200, "headers": extra})
         await send({"type": "http.response.body", "body": payload})
-        return 200
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from aiaas.accounts.models import User
 from aiaas.deps import RateLimitsDep, SessionDep, SettingsDep
 from aiaas.errors import AppError, InvalidInput
+from aiaas.logs import note_account
 from aiaas.ratelimits import Decision, RateLimits, RouteClass
 from aiaas.web import sessions
 
@@ -80,6 +81,7 @@ def get_browser(request: Request, session: SessionDep, settings: SettingsDep) ->
     session.commit()
     if user is None or token is None:
         raise SignInRequired
+    note_account(user.id)
     return Browser(user=user, token=token, csrf=sessions.csrf_token(settings.secret, token))
 
 

@@ -8,14 +8,18 @@ these batches are not Celery tasks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import redis
 
 from aiaas.context import WorkerContext
+from aiaas.logs import EventLine
 from aiaas.serving import wire
 from aiaas.serving.mode import serving_mode
 from aiaas.serving.spec import ServingSpec
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 
 # How long one BLPOP blocks: bounds how late a stop request is seen.
 POLL_S = 1.0
+
+
+# One line per batch or explanation handled, naming the requests it answered.
+WORKER_LOG = EventLine("aiaas.worker")
 
 
 def run_batch_message(ctx: WorkerContext, raw: bytes) -> tuple[str, bytes] | None:
@@ -36,17 +44,73 @@ def run_batch_message(ctx: WorkerContext, raw: bytes) -> tuple[str, bytes] | Non
     now = time.time()
     if not awaited(message, now):
         return None
-    ctx.metrics.prediction_latency.labels("queue").observe(max(now - message.sent, 0.0))
-    start = time.perf_counter()
-    try:
-        outputs = ctx.runtime(ServingSpec.from_dict(message.spec)).predict(message.inputs)
-    except Exception as exc:
-        # Only this batch's requests fail, each with the worker's reason.
-        return message.reply_to, wire.reply_error(message.batch_id, f"{type(exc).__name__}: {exc}")
+    queued = max(now - message.sent, 0.0)
+    ctx.metrics.prediction_latency.labels("queue").observe(queued)
+    with consuming(ctx, "batch", message, received=now) as span:
+        start = time.perf_counter()
+        try:
+            with forward(ctx, span):
+                outputs = ctx.runtime(ServingSpec.from_dict(message.spec)).predict(message.inputs)
+        except Exception as exc:
+            # Only this batch's requests fail, each with the worker's reason.
+            reason = f"{type(exc).__name__}: {exc}"
+            handled(ctx, "batch", message, queued, time.perf_counter() - start, error=reason)
+            return message.reply_to, wire.reply_error(message.batch_id, reason)
     compute = time.perf_counter() - start
     ctx.metrics.batch_size.observe(int(message.inputs.shape[0]))
     ctx.metrics.prediction_latency.labels("compute").observe(compute)
+    handled(ctx, "batch", message, queued, compute)
     return message.reply_to, wire.reply_ok(message.batch_id, outputs, compute)
+
+
+def consuming(
+    ctx: WorkerContext, kind: str, message: wire.BatchMessage, *, received: float
+) -> AbstractContextManager[Any]:
+    """With tracing on, the message's CONSUMER span (see ``aiaas.tracing``), linked to the
+    spans of the requests it carries."""
+    if ctx.tracing is None:
+        return contextlib.nullcontext()
+    return ctx.tracing.consume(
+        f"aiaas {kind}",
+        traceparents=message.traces,
+        sent=message.sent,
+        received=received,
+        attributes={
+            "aiaas.request_ids": list(message.request_ids),
+            "aiaas.rows": int(message.inputs.shape[0]),
+            "aiaas.architecture": str(message.spec.get("architecture", "")),
+        },
+    )
+
+
+def forward(ctx: WorkerContext, span: Any) -> AbstractContextManager[Any]:
+    """With tracing on, the ``forward`` span under ``span``."""
+    if ctx.tracing is None or span is None:
+        return contextlib.nullcontext()
+    return ctx.tracing.forward(span)
+
+
+def handled(
+    ctx: WorkerContext,
+    kind: str,
+    message: wire.BatchMessage,
+    queued_s: float,
+    compute_s: float,
+    *,
+    error: str | None = None,
+) -> None:
+    """Log the message's line and move the worker's last-handled time."""
+    ctx.metrics.worker_last_handled.labels(kind).set(time.time())
+    WORKER_LOG(
+        kind,
+        request_ids=list(message.request_ids),
+        rows=int(message.inputs.shape[0]),
+        architecture=message.spec.get("architecture"),
+        queue_ms=round(queued_s * 1000, 3),
+        compute_ms=round(compute_s * 1000, 3),
+        outcome="error" if error else "ok",
+        **({"error": error} if error else {}),
+    )
 
 
 def awaited(message: wire.BatchMessage, now: float) -> bool:
@@ -67,7 +131,11 @@ def consume(
 ) -> None:
     """Serve ``queue``'s sync batches until ``stop`` is set."""
     key = wire.batch_key(queue)
+    # Moves on every turn of the loop (at least every POLL_S): a worker whose loop hangs, in a
+    # forward or on the broker, is seen on its metrics while the process stays up.
+    heartbeat = context().metrics.worker_heartbeat.labels("batches")
     while not stop.is_set():
+        heartbeat.set(time.time())
         try:
             item = client.blpop([key], timeout=POLL_S)
         except (redis.RedisError, OSError) as exc:

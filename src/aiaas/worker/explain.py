@@ -21,7 +21,7 @@ from aiaas.context import WorkerContext
 from aiaas.ml.explain import ExplainOptions
 from aiaas.serving import wire
 from aiaas.serving.spec import ServingSpec
-from aiaas.worker.batches import awaited, push_reply
+from aiaas.worker.batches import awaited, consuming, forward, handled, push_reply
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -35,16 +35,22 @@ def run_explain_message(ctx: WorkerContext, message: Any) -> tuple[str, bytes] |
     except ValueError as exc:
         log.warning("dropped an unreadable explain message: %s", exc)
         return None
-    if not awaited(rows, time.time()):
+    now = time.time()
+    if not awaited(rows, now):
         return None
-    start = time.perf_counter()
-    try:
-        runtime = ctx.runtime(ServingSpec.from_dict(rows.spec))
-        explanation = runtime.explain(rows.inputs, ExplainOptions.from_dict(options))
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return rows.reply_to, wire.reply_error(rows.batch_id, reason)
+    queued = max(now - rows.sent, 0.0)
+    with consuming(ctx, "explain", rows, received=now) as span:
+        start = time.perf_counter()
+        try:
+            with forward(ctx, span):
+                runtime = ctx.runtime(ServingSpec.from_dict(rows.spec))
+                explanation = runtime.explain(rows.inputs, ExplainOptions.from_dict(options))
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            handled(ctx, "explain", rows, queued, time.perf_counter() - start, error=reason)
+            return rows.reply_to, wire.reply_error(rows.batch_id, reason)
     compute = time.perf_counter() - start
+    handled(ctx, "explain", rows, queued, compute)
     return rows.reply_to, wire.reply_explained(rows.batch_id, explanation, compute)
 
 

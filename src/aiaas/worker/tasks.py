@@ -8,20 +8,31 @@ database engine, Redis connection or CUDA context is inherited from a parent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_task, signals
 
 from aiaas.config import get_settings
 from aiaas.context import WorkerContext, build_context
-from aiaas.jobs import PREDICT_QUEUE, JobKind, Task
+from aiaas.jobs import (
+    PREDICT_QUEUE,
+    REQUEST_ID_TASK_HEADER,
+    TRACEPARENT_TASK_HEADER,
+    JobKind,
+    Task,
+)
+from aiaas.logs import RequestContext, bind_request, unbind_request
 from aiaas.metering.meter import AccountUsageCollector
 from aiaas.metrics import Metrics
 from aiaas.presence import Presence
 from aiaas.serving import wire
-from aiaas.worker.batches import BatchConsumer
+from aiaas.tracing import Tracing
+from aiaas.worker.batches import WORKER_LOG, BatchConsumer
 from aiaas.worker.explain import explain_task
 
 log = logging.getLogger(__name__)
@@ -45,10 +56,26 @@ def context() -> WorkerContext:
     metrics = worker_metrics()
     with _lock:
         if _ctx is None:
-            _ctx = build_context(get_settings(), metrics=metrics, schedule_webhook=_schedule)
+            settings = get_settings()
+            tracing = Tracing.from_endpoint(settings.otel_endpoint, service="aiaas-worker")
+            _ctx = build_context(
+                settings, metrics=metrics, schedule_webhook=_schedule, tracing=tracing
+            )
             _meter_usage(_ctx, metrics)
             _announce(_ctx)
+            if tracing is not None:
+                _close_on_shutdown(tracing)
         return _ctx
+
+
+def _close_on_shutdown(tracing: Tracing) -> None:
+    """Send the spans still buffered when the process stops."""
+
+    def close(**_: object) -> None:
+        tracing.close()
+
+    signals.worker_process_shutdown.connect(close, weak=False)
+    signals.worker_shutdown.connect(close, weak=False)
 
 
 def _meter_usage(ctx: WorkerContext, metrics: Metrics) -> None:
@@ -136,7 +163,47 @@ def register(app: Celery, kinds: Sequence[JobKind]) -> None:
 
 def _in_context(run: Task) -> Callable[[str], str]:
     def task(job_id: str) -> str:
-        return run(context(), job_id)
+        ctx = context()
+        # The request that made the job: its id on every line logged while the job runs.
+        # (Not ``if current_task``: a task proxy can test false.)
+        headers = getattr(current_task, "request", None)
+        request_id = _header(headers, REQUEST_ID_TASK_HEADER)
+        carried = _header(headers, TRACEPARENT_TASK_HEADER)
+        token = bind_request(RequestContext(request_id) if request_id else None)
+        started = time.time()
+        tracing = ctx.tracing
+        span = (
+            tracing.consume(
+                f"aiaas job {run.__name__}",
+                traceparents=[carried],
+                sent=started,
+                received=started,
+                attributes={"aiaas.job_id": job_id},
+            )
+            if tracing is not None
+            else contextlib.nullcontext()
+        )
+        outcome = "error"
+        try:
+            with span:
+                result = run(ctx, job_id)
+            outcome = "ok"
+            return result
+        finally:
+            ctx.metrics.worker_last_handled.labels(run.__name__).set(time.time())
+            WORKER_LOG(
+                "job",
+                task=run.__name__,
+                job_id=job_id,
+                outcome=outcome,
+                seconds=round(time.time() - started, 3),
+            )
+            unbind_request(token)
 
     task.__name__ = task.__qualname__ = run.__name__
     return task
+
+
+def _header(request: Any, name: str) -> str | None:
+    value = getattr(request, name, None) if request is not None else None
+    return value if isinstance(value, str) and value else None
