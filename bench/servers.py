@@ -246,8 +246,9 @@ def start_gateway(fleet: Fleet, name: str, env: dict[str, str], home: Path) -> s
         HOST,
         "--port",
         str(port),
+        # The default level: the gateway writes its JSON access line per request, as deployed.
         "--log-level",
-        "warning",
+        "info",
     ]
     proc = fleet.start(name, cmd, env=env, cwd=home)
     base = f"http://{HOST}:{port}"
@@ -276,8 +277,9 @@ def start_platform_worker(fleet: Fleet, env: dict[str, str], home: Path) -> None
         "worker",
         "--queues",
         "predict",
+        # The default level: a JSON line per batch, as deployed.
         "--log-level",
-        "warning",
+        "info",
     ]
     fleet.start("platform-worker", worker_cmd, env=env, cwd=home, cpu=CLIENT_CPU)
 

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,46 +58,48 @@ def live_server(cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[str
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
     environ.update(env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
-        cwd=cwd,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited:\n{output()}")
-        return False
-
-    def output() -> str:
-        process.kill()
-        return process.stdout.read().decode() if process.stdout else ""
-
-    try:
-        wait_until(
-            healthy,
-            timeout=60,
-            interval=0.2,
-            what=lambda: f"the server to come up; it said:\n{output()}",
+    # A file, not a pipe: a pipe nobody reads until the end would stop the server once full.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aiaas", "serve", "--port", str(port), "--log-level", "warning"],
+            cwd=cwd,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited:\n{output()}")
+            return False
+
+        def output() -> str:
             process.kill()
             process.wait()
-        if process.stdout:
-            process.stdout.close()
+            log.seek(0)
+            return log.read().decode(errors="replace")
+
+        try:
+            wait_until(
+                healthy,
+                timeout=60,
+                interval=0.2,
+                what=lambda: f"the server to come up; it said:\n{output()}",
+            )
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager

@@ -69,6 +69,7 @@ def collector() -> Iterator[Collector]:
     collector = Collector()
     yield collector
     collector.server.shutdown()
+    collector.server.server_close()
 
 
 @pytest.fixture(scope="module")
