@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from aiaas.logs import ACCESS_LOGGER, LogFormat, configure_logging, reset_logging
+from aiaas.logs import ACCESS_LOGGER, LogFormat, configure_logging, flush_logs, reset_logging
 from tests.factories import wait_until
 
 
@@ -102,16 +102,27 @@ def live_server(cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[str
                 process.wait()
 
 
+class CapturedLogs:
+    """The lines logged while a ``captured_logs`` block runs."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def text(self) -> str:
+        flush_logs()  # the access and worker lines wait in a buffer for up to 0.2 s
+        return self.stream.getvalue()
+
+
 @contextmanager
-def captured_logs(fmt: LogFormat = "json", *, access_log: bool = True) -> Iterator[io.StringIO]:
+def captured_logs(fmt: LogFormat = "json", *, access_log: bool = True) -> Iterator[CapturedLogs]:
     """Every line logged in the block (the process's logging set up as ``aiaas serve`` does,
     on a string), then the logging as it was."""
-    stream = io.StringIO()
+    captured = CapturedLogs()
     root = logging.getLogger()
     level = root.level
-    configure_logging(fmt, "INFO", access_log=access_log, stream=stream)
+    configure_logging(fmt, "INFO", access_log=access_log, stream=captured.stream)
     try:
-        yield stream
+        yield captured
     finally:
         reset_logging()
         root.setLevel(level)

@@ -13,16 +13,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aiaas.logs import (
+    PIPE_BUF,
     REDACTED,
     EventLine,
+    LineBuffer,
     RequestContext,
     accept_request_id,
     bind_request,
+    flush_logs,
     new_request_id,
     note_account,
     unbind_request,
 )
-from tests.factories import MLP_CONFIG, Account, api_key, publish
+from tests.factories import MLP_CONFIG, Account, api_key, publish, wait_until
 from tests.helpers import captured_logs
 
 Lines = Callable[[], list[dict[str, Any]]]
@@ -31,8 +34,8 @@ Lines = Callable[[], list[dict[str, Any]]]
 @pytest.fixture
 def log_lines() -> Iterator[Lines]:
     """Every line logged while the test runs, parsed (each must be one JSON object)."""
-    with captured_logs() as stream:
-        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    with captured_logs() as captured:
+        yield lambda: [json.loads(line) for line in captured.text().splitlines()]
 
 
 def access_lines(lines: Lines) -> list[dict[str, Any]]:
@@ -99,11 +102,11 @@ def test_event_lines_write_the_same_fields(log_lines: Lines) -> None:
 
 
 def test_text_format_names_the_request() -> None:
-    with captured_logs("text") as stream:
+    with captured_logs("text") as captured:
         token = bind_request(RequestContext("req-3"))
         EventLine("aiaas.access")("request", status=200)
         unbind_request(token)
-    text = stream.getvalue()
+        text = captured.text()
     assert "aiaas.access: request" in text
     assert "request_id=req-3" in text
     assert "status=200" in text
@@ -175,10 +178,10 @@ def test_probes_are_logged_only_when_they_fail(client: TestClient, log_lines: Li
 
 
 def test_the_access_log_can_be_switched_off(client: TestClient, account: Account) -> None:
-    with captured_logs(access_log=False) as stream:
+    with captured_logs(access_log=False) as captured:
         client.get("/v1/models", headers=account.headers)
         logging.getLogger("aiaas.test").info("still logged")
-    loggers = [json.loads(line)["logger"] for line in stream.getvalue().splitlines()]
+        loggers = [json.loads(line)["logger"] for line in captured.text().splitlines()]
     assert "aiaas.test" in loggers
     assert "aiaas.access" not in loggers
 
@@ -204,3 +207,31 @@ def test_no_secret_reaches_a_log_line(client: TestClient, log_lines: Lines) -> N
     assert len(access_lines(log_lines)) >= 7
     for secret in (password, "wrong password 0000", token, key, key[-12:]):
         assert secret not in logged
+
+
+def test_a_broken_log_stream_loses_the_line_not_the_caller() -> None:
+    """A request's access line is written after its answer, on the request's own task: a
+    stream that fails (closed, a broken pipe) must not raise there."""
+    with captured_logs() as captured:
+        captured.stream.close()
+        EventLine("aiaas.access")("request", status=200)
+        flush_logs()
+
+
+def test_lines_are_written_in_whole_lines_below_pipe_buf() -> None:
+    """Gathered lines leave in writes of whole lines, each at most PIPE_BUF bytes (atomic on
+    a pipe shared with other writers), at once past the buffer's limit and else within its
+    flush interval."""
+    writes: list[bytes] = []
+    buffer = LineBuffer(writes.append, flush_s=0.05, limit=10_000)
+    try:
+        lines = [b'{"n":%d,"pad":"%s"}\n' % (n, b"x" * (n % 300)) for n in range(200)]
+        for line in lines[:-1]:
+            buffer.add(line)
+        assert writes  # past the limit: written without waiting for the thread
+        buffer.add(lines[-1])
+        wait_until(lambda: b"".join(writes) == b"".join(lines), timeout=5, what="the flush")
+    finally:
+        buffer.close()
+    assert all(len(data) <= PIPE_BUF and data.endswith(b"\n") for data in writes)
+    assert len(writes) < len(lines) / 10

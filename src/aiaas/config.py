@@ -256,7 +256,8 @@ class Settings(BaseSettings):
 
     access_log: bool = True
     """One line per HTTP request answered (request id, account, method, route, status,
-    latency); successful probes and scrapes are not logged. Costs about 2 us a request."""
+    latency); successful probes and scrapes are not logged. Costs about 5% of a small
+    prediction's CPU on the gateway (docs/operations.md, "Logs and traces")."""
 
     otel_endpoint: str | None = None
     """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): when set, gateways and

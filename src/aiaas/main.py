@@ -315,18 +315,22 @@ def create_app(
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
     app.add_middleware(RateLimitHeaders)
+    # Every response is counted, logged and traced, the 413s included: FastAPI's by this
+    # middleware, the lanes' by the lanes through it.
+    telemetry = RequestTelemetry(app.behind_front, metrics=metrics, tracing=tracing)
     predict_limit = int(settings.max_request_mb * MB)
     open_inference = OpenInferenceLane(
-        app.behind_front,
+        telemetry,
         service=OpenInference(
             path=predict_path, database=db, settings=settings, readiness=app.state.readiness
         ),
         max_body=predict_limit,
+        telemetry=telemetry,
     )
     # /v1 predict is asked first: passing a /v2 request on costs it two string tests.
-    fast_lane = PredictFastLane(open_inference, path=predict_path, max_body=predict_limit)
-    # In front of everything: every response is counted, logged and traced, the 413s included.
-    app.front = RequestTelemetry(fast_lane, metrics=metrics, tracing=tracing)
+    app.front = PredictFastLane(
+        open_inference, path=predict_path, max_body=predict_limit, telemetry=telemetry
+    )
     return app
 
 

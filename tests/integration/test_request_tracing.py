@@ -102,7 +102,7 @@ def test_a_request_id_and_its_spans_cross_the_broker(
     _, worker_log = traced_worker
     tracing, exporter = traced
     gateway_app = create_app(deployment.settings, tracing=tracing)
-    with captured_logs() as stream, TestClient(gateway_app) as gateway:
+    with captured_logs() as captured, TestClient(gateway_app) as gateway:
         owner = register(gateway)
         name = publish(gateway, owner).name
         sync_id = f"sync-{uuid.uuid4().hex[:12]}"
@@ -122,7 +122,7 @@ def test_a_request_id_and_its_spans_cross_the_broker(
         assert wait_job(gateway, job["id"], owner.headers)["status"] == "succeeded"
 
     # The gateway's lines.
-    gateway_lines = json_lines(stream.getvalue())
+    gateway_lines = json_lines(captured.text())
     access = {
         line["request_id"]: line for line in gateway_lines if line["logger"] == "aiaas.access"
     }

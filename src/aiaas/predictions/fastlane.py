@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.errors import AppError, PayloadTooLarge, problem_response, unavailable
-from aiaas.logs import current_request
+from aiaas.middleware import RequestTelemetry, request_id_header
 from aiaas.predictions.sync import PredictPath
 
 log = logging.getLogger(__name__)
@@ -29,21 +29,25 @@ SUFFIX = "/predict"
 
 
 PREDICT_ROUTE = PREFIX + "{name}" + SUFFIX
+# A header field of an answer, as ASGI sends it.
+Header = tuple[bytes, bytes]
 
 R = TypeVar("R")
 
 
 class Lane(ABC, Generic[R]):
-    """Answers the requests ``route`` claims in front of everything else and hands every other
-    request to ``app``. ``RequestTelemetry`` stands in front of it: a lane names the route
-    template its requests are counted and logged under (``template``).
+    """Answers the requests ``route`` claims in front of everything else, the request's id,
+    metrics, access line and span included (through ``telemetry``, without its send wrapper:
+    a lane adds ``X-Request-ID`` to its own answers), and hands every other request to
+    ``app``.
 
     A lane enforces its own body limit and renders its own errors (``error_response``), so
     none of FastAPI's middleware stack is needed on its paths."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, telemetry: RequestTelemetry) -> None:
         self.app = app
         self.max_body = max_body
+        self.telemetry = telemetry
 
     @abstractmethod
     def route(self, scope: Scope) -> R | None:
@@ -54,8 +58,11 @@ class Lane(ABC, Generic[R]):
         """The route template the request metrics count ``route`` under."""
 
     @abstractmethod
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: R) -> None:
-        """Answer the request. Errors are raised as ``AppError``."""
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, route: R, id_header: Header
+    ) -> int:
+        """Answer the request, ``id_header`` among the answer's fields; return the status sent.
+        Errors are raised as ``AppError``."""
 
     def error_response(self, error: AppError, url: str) -> Response:
         return problem_response(error, url)
@@ -65,21 +72,33 @@ class Lane(ABC, Generic[R]):
         if route is None:
             await self.app(scope, receive, send)
             return
-        request = current_request()
-        if request is not None:
-            request.route = self.template(route)
+        started = self.telemetry.begin(scope)
+        started.request.route = self.template(route)
+        id_header = request_id_header(started.request)
+        # As the middleware counts a request that got no answer (the client left).
+        status = 500
         try:
-            await self.serve(scope, receive, send, route)
+            status = await self.serve(scope, receive, send, route, id_header)
         except ClientGone:
             pass
         except AppError as error:
-            await self.error_response(error, scope["path"])(scope, receive, send)
+            status = await self._answer_error(error, scope, receive, send, id_header)
         except Exception as exc:
             problem = unavailable(exc)
             if problem is None:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 problem = AppError("The server failed to handle this request.")
-            await self.error_response(problem, scope["path"])(scope, receive, send)
+            status = await self._answer_error(problem, scope, receive, send, id_header)
+        finally:
+            self.telemetry.end(scope, started, status)
+
+    async def _answer_error(
+        self, error: AppError, scope: Scope, receive: Receive, send: Send, id_header: Header
+    ) -> int:
+        response = self.error_response(error, scope["path"])
+        response.raw_headers.append(id_header)
+        await response(scope, receive, send)
+        return response.status_code
 
     async def read_body(self, receive: Receive, declared: bytes | None) -> bytes:
         """The whole body, refused with 413 past ``max_body``: at once when its declared
@@ -106,8 +125,10 @@ class Lane(ABC, Generic[R]):
 class PredictFastLane(Lane[str]):
     """``POST /v1/models/{name}/predict``; the route is the model's name."""
 
-    def __init__(self, app: ASGIApp, *, path: PredictPath, max_body: int) -> None:
-        super().__init__(app, max_body=max_body)
+    def __init__(
+        self, app: ASGIApp, *, path: PredictPath, max_body: int, telemetry: RequestTelemetry
+    ) -> None:
+        super().__init__(app, max_body=max_body, telemetry=telemetry)
         self.path = path
 
     def route(self, scope: Scope) -> str | None:
@@ -122,7 +143,9 @@ class PredictFastLane(Lane[str]):
     def template(self, route: str) -> str:
         return PREDICT_ROUTE
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, route: str, id_header: Header
+    ) -> int:
         authorization = content_type = accept = routing_key = None
         declared = None
         for key, value in scope["headers"]:
@@ -154,8 +177,10 @@ class PredictFastLane(Lane[str]):
         if result.rate_limit is not None:
             headers += result.rate_limit.headers()
         headers.append((b"content-length", b"%d" % len(payload)))
+        headers.append(id_header)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+        return 200
 
 
 class ClientGone(Exception):

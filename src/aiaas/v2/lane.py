@@ -27,8 +27,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.errors import AppError, MethodNotAllowed, NotFound
-from aiaas.middleware import UNMATCHED_ROUTE
-from aiaas.predictions.fastlane import Lane
+from aiaas.middleware import UNMATCHED_ROUTE, RequestTelemetry
+from aiaas.predictions.fastlane import Header, Lane
 from aiaas.ratelimits import Decision
 from aiaas.v2.service import OpenInference
 from aiaas.v2.tensors import HEADER_LENGTH
@@ -98,8 +98,15 @@ def match(path: str) -> Route | None:
 class OpenInferenceLane(Lane[Route]):
     """Answers ``/v2`` from ``service``; everything else goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, service: OpenInference, max_body: int) -> None:
-        super().__init__(app, max_body=max_body)
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: OpenInference,
+        max_body: int,
+        telemetry: RequestTelemetry,
+    ) -> None:
+        super().__init__(app, max_body=max_body, telemetry=telemetry)
         self.service = service
         self._server_metadata = orjson.dumps(service.server_metadata())
 
@@ -119,7 +126,9 @@ class OpenInferenceLane(Lane[Route]):
             headers=error.headers,
         )
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, id_header: Header
+    ) -> int:
         method = scope["method"]
         if route.kind is Kind.UNKNOWN:
             raise NotFound(f"No route matches {method} {scope['path']}.")
@@ -170,8 +179,10 @@ class OpenInferenceLane(Lane[Route]):
         extra.append((b"content-length", b"%d" % len(payload)))
         if decision is not None:
             extra += decision.headers()
+        extra.append(id_header)
         await send({"type": "http.response.start", "status": 200, "headers": extra})
         await send({"type": "http.response.body", "body": payload})
+        return 200
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -26,7 +26,7 @@ from aiaas.jobs import (
     JobKind,
     Task,
 )
-from aiaas.logs import RequestContext, bind_request, unbind_request
+from aiaas.logs import RequestContext, bind_request, flush_logs, unbind_request
 from aiaas.metering.meter import AccountUsageCollector
 from aiaas.metrics import Metrics
 from aiaas.presence import Presence
@@ -155,10 +155,18 @@ def register(app: Celery, kinds: Sequence[JobKind]) -> None:
         explain_task(context)
     )
 
+    # A prefork child leaves through os._exit, past atexit: its last lines go out here.
+    signals.worker_process_shutdown.connect(_flush_logs, weak=False)
+    signals.worker_shutdown.connect(_flush_logs, weak=False)
+
     @app.task(name="aiaas.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
     def deliver_webhook(job_id: str) -> bool:
         """Left by gateways of an earlier release: the job's row now drives its delivery."""
         return False
+
+
+def _flush_logs(**_: object) -> None:
+    flush_logs()
 
 
 def _in_context(run: Task) -> Callable[[str], str]:
