@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.factories import Account, wait_training, wait_until
+from tests.helpers import json_lines
 from tests.integration.conftest import Deployment
 from tests.trainings.conftest import parse_sse
 
@@ -93,7 +94,7 @@ def test_sigkilled_training_resumes_from_its_checkpoint(
     assert epochs == list(range(1, 13))
     assert frames[-1]["data"] == {"status": "succeeded", "version": 1}
     log = deployment.logs[deployment.workers.index(replacement)].read_text()
-    resumed = [line for line in log.splitlines() if "resumes after epoch" in line]
+    resumed = [line["event"] for line in json_lines(log) if "resumes after epoch" in line["event"]]
     assert resumed, log[-3000:]
     assert int(resumed[0].rsplit(" ", 1)[1]) >= at_kill["epoch"]
     versions = gateway.get(f"/v1/models/{name}/versions", headers=owner.headers).json()["data"]
