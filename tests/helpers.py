@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import socket
@@ -94,12 +95,17 @@ def live_server(cwd: Path, env: Mapping[str, str] | None = None) -> Iterator[str
             )
             yield base
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=20)
+
+
+def stop_process(process: subprocess.Popen[Any], *, timeout: float) -> None:
+    """SIGTERM, then SIGKILL past ``timeout`` seconds; reaped either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class CapturedLogs:
@@ -131,6 +137,4 @@ def captured_logs(fmt: LogFormat = "json", *, access_log: bool = True) -> Iterat
 
 def json_lines(text: str) -> list[dict[str, Any]]:
     """The JSON lines of a log (a process's log may open with a plain banner)."""
-    import json
-
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from aiaas.storage import open_store
 from tests.deploy import sources
 from tests.factories import Account, publish, register, unique, wait_job, wait_until
-from tests.helpers import free_port, live_server
+from tests.helpers import free_port, live_server, stop_process
 from tests.integration.conftest import Deployment, worker_env
 
 pytestmark = pytest.mark.slow
@@ -157,12 +157,7 @@ def running_prometheus(tmp: Path, targets: dict[str, str]) -> Iterator[Prometheu
         wait_until(ready, timeout=30, interval=0.1, what=lambda: f"prometheus:\n{log.read_text()}")
         yield Prometheus(url, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
 
 
 # ---- the load ------------------------------------------------------------------------------
